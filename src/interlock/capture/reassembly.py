@@ -1,0 +1,95 @@
+"""TCP stream reassembly, one direction at a time.
+
+Delivers a direction's bytes in sequence order exactly once: retransmissions are dropped, the new
+tail of an overlapping segment is kept, out-of-order segments wait until the hole is filled.
+A hole that never fills (the capture lost a segment) is skipped once too many segments wait
+behind it; the caller is told, so the protocol session can start afresh after the gap.
+Reassembly is a few lines of state per direction, which is why no library is used for it.
+"""
+
+from __future__ import annotations
+
+MAX_PENDING_SEGMENTS = 64
+MAX_PENDING_BYTES = 256 * 1024
+_MOD = 1 << 32
+_HALF = 1 << 31
+
+
+class Direction:
+    """Sequence state of one direction of one TCP connection."""
+
+    __slots__ = ("gaps", "next_seq", "pending", "pending_bytes")
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None
+        self.pending: dict[int, bytes] = {}
+        self.pending_bytes = 0
+        self.gaps = 0
+
+    def syn(self, seq: int) -> None:
+        self.next_seq = (seq + 1) % _MOD
+        self.pending.clear()
+        self.pending_bytes = 0
+
+    def segment(self, seq: int, payload: bytes) -> tuple[list[bytes], bool]:
+        """In-order chunks this segment releases, and whether a gap was skipped first."""
+        nxt = self.next_seq
+        if nxt is None:  # capture started mid-stream: take this segment as the start
+            self.next_seq = (seq + len(payload)) % _MOD
+            return [payload], False
+        rel = (seq - nxt) % _MOD
+        if rel >= _HALF:  # starts before next_seq: retransmission, maybe with new bytes
+            rel -= _MOD
+            if rel + len(payload) <= 0:
+                return [], False
+            payload = payload[-rel:]
+            rel = 0
+        if rel == 0:
+            out = [payload]
+            self.next_seq = (nxt + len(payload)) % _MOD
+            if self.pending:
+                self._drain(out)
+            return out, False
+        # a hole before this segment: wait for it, unless too much is waiting already
+        if seq not in self.pending or len(self.pending[seq]) < len(payload):
+            self.pending_bytes += len(payload) - len(self.pending.get(seq, b""))
+            self.pending[seq] = payload
+        if len(self.pending) > MAX_PENDING_SEGMENTS or self.pending_bytes > MAX_PENDING_BYTES:
+            return self.skip_gap(), True
+        return [], False
+
+    def skip_gap(self) -> list[bytes]:
+        """Give up on the hole: resume at the earliest waiting segment."""
+        if not self.pending or self.next_seq is None:
+            return []
+        nxt = self.next_seq
+        first = min(self.pending, key=lambda s: (s - nxt) % _MOD)
+        self.next_seq = first
+        self.gaps += 1
+        out: list[bytes] = []
+        self._drain(out)
+        return out
+
+    def _drain(self, out: list[bytes]) -> None:
+        pending = self.pending
+        while pending:
+            nxt = self.next_seq
+            assert nxt is not None
+            progressed = False
+            for seq in list(pending):
+                rel = (seq - nxt) % _MOD
+                if rel >= _HALF or rel == 0:
+                    data = pending.pop(seq)
+                    self.pending_bytes -= len(data)
+                    if rel:
+                        rel -= _MOD
+                        if rel + len(data) <= 0:
+                            progressed = True
+                            continue
+                        data = data[-rel:]
+                    out.append(data)
+                    self.next_seq = (nxt + len(data)) % _MOD
+                    progressed = True
+                    break
+            if not progressed:
+                return

@@ -1,0 +1,1 @@
+"""Industrial protocol codecs, one folder per protocol; ``registry.PROTOCOLS`` lists them."""
