@@ -58,7 +58,9 @@ def sample_capture() -> Path:
 @main.command()
 @click.argument("captures", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: stdout for jsonl/csv).")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Output file (default: stdout for jsonl/csv)."
+)
 @click.option("--sample", is_flag=True, help="Decode the sample capture bundled with Interlock.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
 def decode(captures: tuple[Path, ...], fmt: str, output: Path | None, sample: bool, quiet: bool) -> None:
@@ -109,7 +111,12 @@ def _decode_one(path: Path, writer: Writer, quiet: bool) -> Stats:
             for batch in decoder.frames(read_frames(fh, str(path))):
                 writer.write(batch)
             return decoder.stats
-        columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn())
+        columns = (
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=err, transient=True) as progress:
             task = progress.add_task(f"decoding {path.name}", total=size)
             counted: Any = _Counted(fh, progress, task)

@@ -18,9 +18,9 @@ import pyarrow as pa
 from interlock.capture.packet import TCP, dissect
 from interlock.capture.pcap import CaptureError, Frame, read_frames
 from interlock.capture.reassembly import Direction as TcpDirection
-from interlock.capture.records import RecordBuilder
-from interlock.protocols.registry import PROTOCOLS
+from interlock.capture.records import Endpoints, RecordBuilder
 from interlock.protocols.base import Operation, Probe, ProtocolSpec, Session
+from interlock.protocols.registry import PROTOCOLS
 
 IDLE_TIMEOUT_S = 600.0
 SWEEP_EVERY = 50_000  # frames between sweeps of idle flows
@@ -45,6 +45,7 @@ class Flow:
 
     __slots__ = (
         "client",
+        "ends",
         "last_ts",
         "probe_buf",
         "protocol",
@@ -61,6 +62,7 @@ class Flow:
         self.probe_buf: dict[bool, bytes] = {True: b"", False: b""}
         self.tcp = (TcpDirection(), TcpDirection()) if tcp else None
         self.last_ts = 0.0
+        self.ends: dict[bool, Endpoints] = {}  # from_client -> endpoints, set on first delivery
 
 
 def _candidates(sport: int, dport: int, tcp: bool) -> list[ProtocolSpec]:
@@ -135,6 +137,10 @@ class Decoder:
                 self.flows[rkey] = flow
         flow.last_ts = ts
         from_client = flow.client == (src, sport)
+        if not flow.ends:
+            t = "tcp" if is_tcp else "udp"
+            flow.ends[from_client] = (src, dst, sport, dport, t)
+            flow.ends[not from_client] = (dst, src, dport, sport, t)
         if flow.tcp is not None:
             direction = flow.tcp[0] if from_client else flow.tcp[1]
             if flags & SYN:
@@ -148,27 +154,16 @@ class Decoder:
                 if flow.session is not None and flow.protocol is not None:
                     flow.session = flow.protocol.session()  # resynchronise after lost bytes
             for chunk in chunks:
-                self._deliver(flow, number, ts, src, dst, sport, dport, "tcp", chunk, from_client)
+                self._deliver(flow, number, ts, chunk, from_client)
         elif payload:
-            self._deliver(flow, number, ts, src, dst, sport, dport, "udp", payload, from_client)
+            self._deliver(flow, number, ts, payload, from_client)
 
-    def _deliver(
-        self,
-        flow: Flow,
-        number: int,
-        ts: float,
-        src: str,
-        dst: str,
-        sport: int,
-        dport: int,
-        transport: str,
-        data: bytes,
-        from_client: bool,
-    ) -> None:
+    def _deliver(self, flow: Flow, number: int, ts: float, data: bytes, from_client: bool) -> None:
         session = flow.session
         if session is None:
             if not flow.undecided:
                 return
+            _src, _dst, sport, dport, transport = flow.ends[from_client]
             session = self._recognise(flow, sport, dport, transport == "tcp", data, from_client)
             if session is None:
                 return
@@ -176,27 +171,16 @@ class Decoder:
             earlier = flow.probe_buf[not from_client]  # the other side spoke first
             flow.probe_buf = {True: b"", False: b""}
             if earlier:
-                ops = session.feed(earlier, not from_client)
-                self._emit(ops, number, ts, dst, src, dport, sport, transport)
+                self._emit(session.feed(earlier, not from_client), number, ts, flow.ends[not from_client])
         ops = session.feed(data, from_client)
         if ops:
-            self._emit(ops, number, ts, src, dst, sport, dport, transport)
+            self._emit(ops, number, ts, flow.ends[from_client])
 
-    def _emit(
-        self,
-        ops: list[Operation],
-        number: int,
-        ts: float,
-        src: str,
-        dst: str,
-        sport: int,
-        dport: int,
-        transport: str,
-    ) -> None:
+    def _emit(self, ops: list[Operation], number: int, ts: float, ends: Endpoints) -> None:
         add = self.builder.add
         stats = self.stats
         for op in ops:
-            add(number, ts, src, dst, sport, dport, transport, op)
+            add(number, ts, ends, op)
             stats.operations[op.protocol] += 1
             if op.malformed is not None:
                 stats.malformed[op.protocol] += 1

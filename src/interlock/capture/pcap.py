@@ -176,7 +176,7 @@ def _read_pcapng(b: _Buffer, name: str) -> Iterator[Frame]:
         body = b.pos + 8
         end = b.pos + blen - 4
         buf = b.buf
-        if btype == _PCAPNG_EPB or btype == _PCAPNG_PB:
+        if btype in (_PCAPNG_EPB, _PCAPNG_PB):
             if btype == _PCAPNG_EPB:
                 iface, hi, lo, cap = struct.unpack_from(endian + "IIII", buf, body)
                 data_at = body + 20

@@ -42,68 +42,58 @@ SCHEMA = pa.schema(
 COLUMNS = SCHEMA.names
 
 
+Endpoints = tuple[str, str, int, int, str]  # src, dst, sport, dport, transport of one direction
+_ENDPOINT_COLUMNS = ("src", "dst", "sport", "dport", "transport")
+_ROW = ("frame", "ts", "endpoints", *Operation._fields)
+
+
 class RecordBuilder:
-    """Collects operations column by column; ``flush()`` returns an Arrow batch."""
+    """Collects rows as tuples (one append each); ``flush()`` transposes them into a batch.
+
+    A row holds its flow's ``Endpoints`` tuple, shared by every row of that flow direction;
+    flush turns the distinct tuples into a small table and takes from it, so the five flow
+    columns cost one index per row instead of five Python values.
+    """
 
     def __init__(self, batch_size: int = 65536) -> None:
         self.batch_size = batch_size
-        self._cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-        self.rows = 0
+        self._rows: list[tuple[Any, ...]] = []
 
-    def add(
-        self,
-        frame: int,
-        ts: float,
-        src: str,
-        dst: str,
-        sport: int,
-        dport: int,
-        transport: str,
-        op: Operation,
-    ) -> None:
-        c = self._cols
-        c["frame"].append(frame)
-        c["ts"].append(round(ts * 1_000_000))
-        c["src"].append(src)
-        c["dst"].append(dst)
-        c["sport"].append(sport)
-        c["dport"].append(dport)
-        c["transport"].append(transport)
-        c["protocol"].append(op.protocol)
-        c["direction"].append(op.direction.value)
-        c["unit"].append(op.unit)
-        c["transaction"].append(op.transaction)
-        c["op_class"].append(op.op_class.value)
-        c["function_code"].append(op.function_code)
-        c["function"].append(op.function)
-        c["address"].append(op.address)
-        c["count"].append(op.count)
-        c["values"].append(op.values)
-        c["object"].append(op.object)
-        c["status"].append(op.status)
-        c["malformed"].append(op.malformed)
-        c["detail"].append(
-            None if op.detail is None else json.dumps(op.detail, separators=(",", ":"), default=_jsonable)
-        )
-        self.rows += 1
+    @property
+    def rows(self) -> int:
+        return len(self._rows)
 
-    def full(self) -> bool:
-        return self.rows >= self.batch_size
+    def add(self, frame: int, ts: float, endpoints: Endpoints, op: Operation) -> None:
+        self._rows.append((frame, ts, endpoints, *op))
 
     def flush(self) -> pa.RecordBatch | None:
-        if not self.rows:
+        if not self._rows:
             return None
+        columns: dict[str, Any] = dict(zip(_ROW, zip(*self._rows, strict=True), strict=True))
+        self._rows = []
+        index: dict[Endpoints, int] = {}
+        take = pa.array([index.setdefault(e, len(index)) for e in columns.pop("endpoints")], pa.int32())
+        for name, values in zip(_ENDPOINT_COLUMNS, zip(*index, strict=True), strict=True):
+            columns[name] = pa.array(values, SCHEMA.field(name).type.value_type
+                                     if pa.types.is_dictionary(SCHEMA.field(name).type)
+                                     else SCHEMA.field(name).type).take(take)
+        columns["ts"] = [round(t * 1_000_000) for t in columns["ts"]]
+        columns["detail"] = [
+            None if d is None else json.dumps(d, separators=(",", ":"), default=_jsonable)
+            for d in columns["detail"]
+        ]
         arrays = []
         for f in SCHEMA:
-            data = self._cols[f.name]
+            data = columns[f.name]
             if pa.types.is_dictionary(f.type):
-                arrays.append(pa.array(data, pa.string()).dictionary_encode().cast(f.type))
+                if not isinstance(data, pa.Array):
+                    data = pa.array(data, pa.string())
+                arrays.append(data.dictionary_encode().cast(f.type))
+            elif isinstance(data, pa.Array):
+                arrays.append(data)
             else:
                 arrays.append(pa.array(data, f.type))
-        batch = pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
-        self._cols = {name: [] for name in COLUMNS}
-        self.rows = 0
-        return batch
+        return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
 
 
 def _jsonable(value: object) -> object:
