@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
-from interlock.capture.packet import TCP, dissect
+from interlock.capture.packet import TCP, Packet, dissect
 from interlock.capture.pcap import CaptureError, Frame, read_frames
 from interlock.capture.reassembly import Direction as TcpDirection
 from interlock.capture.records import Endpoints, RecordBuilder
@@ -62,7 +62,7 @@ class Flow:
         self.probe_buf: dict[bool, bytes] = {True: b"", False: b""}
         self.tcp = (TcpDirection(), TcpDirection()) if tcp else None
         self.last_ts = 0.0
-        self.ends: dict[bool, Endpoints] = {}  # from_client -> endpoints, set on first delivery
+        self.ends: dict[bool, Endpoints] = {}  # from_client -> endpoints of that direction
 
 
 def _candidates(sport: int, dport: int, tcp: bool) -> list[ProtocolSpec]:
@@ -89,7 +89,7 @@ class Decoder:
     """Feeds frames through flows and sessions; collects records into Arrow batches."""
 
     def __init__(self, batch_size: int = 65536) -> None:
-        self.flows: dict[tuple[str, int, str, int, int], Flow] = {}
+        self.flows: dict[tuple[str, int, str, int, int], tuple[Flow, bool]] = {}
         self.builder = RecordBuilder(batch_size)
         self.stats = Stats()
 
@@ -97,56 +97,42 @@ class Decoder:
         """Decode frames; yield record batches as they fill up, then the rest."""
         stats = self.stats
         builder = self.builder
+        packet = self._packet
+        number = 0
         for number, ts, linktype, data in frames:
-            stats.frames = number
             pkt = dissect(linktype, data)
-            if isinstance(pkt, str):
+            if pkt.__class__ is str:
                 stats.skipped[pkt] += 1
                 continue
-            self._packet(number, ts, pkt)
-            if builder.rows >= builder.batch_size:
-                batch = builder.flush()
-                if batch is not None:
-                    yield batch
+            # bare ACKs carry nothing to decode: skip them before any flow lookup
+            if pkt[7] or pkt[6] & SYN:  # type: ignore[operator]
+                packet(number, ts, pkt)  # type: ignore[arg-type]
+                if len(builder._rows) >= builder.batch_size:
+                    batch = builder.flush()
+                    if batch is not None:
+                        yield batch
             if number % SWEEP_EVERY == 0:
                 self._sweep(ts)
+        stats.frames = number
         self.finish()
         batch = builder.flush()
         if batch is not None:
             yield batch
 
-    def _packet(self, number: int, ts: float, pkt: tuple[str, str, int, int, int, int, int, bytes]) -> None:
+    def _packet(self, number: int, ts: float, pkt: Packet) -> None:
         src, dst, sport, dport, proto, seq, flags, payload = pkt
-        key = (src, sport, dst, dport, proto)
-        flow = self.flows.get(key)
-        is_tcp = proto == TCP
-        if flow is None:
-            rkey = (dst, dport, src, sport, proto)
-            flow = self.flows.get(rkey)
-            if flow is None:
-                if is_tcp and flags & SYN and not flags & 0x10:  # SYN without ACK: initiator
-                    client = (src, sport)
-                elif is_tcp and flags & SYN:  # SYN-ACK: the receiver initiated
-                    client = (dst, dport)
-                elif _server_port_guess(sport, dport, is_tcp):
-                    client = (src, sport)
-                else:
-                    client = (dst, dport)
-                flow = Flow(client, is_tcp)
-                self.flows[key] = flow
-                self.flows[rkey] = flow
+        entry = self.flows.get((src, sport, dst, dport, proto))
+        if entry is None:
+            entry = self._new_flow(src, dst, sport, dport, proto, flags)
+        flow, from_client = entry
         flow.last_ts = ts
-        from_client = flow.client == (src, sport)
-        if not flow.ends:
-            t = "tcp" if is_tcp else "udp"
-            flow.ends[from_client] = (src, dst, sport, dport, t)
-            flow.ends[not from_client] = (dst, src, dport, sport, t)
-        if flow.tcp is not None:
-            direction = flow.tcp[0] if from_client else flow.tcp[1]
+        if flow.session is None and not flow.undecided:
+            return  # not an ICS conversation
+        tcp = flow.tcp
+        if tcp is not None:
+            direction = tcp[0] if from_client else tcp[1]
             if flags & SYN:
                 direction.syn(seq)
-                return
-            if not payload:
                 return
             chunks, gap = direction.segment(seq, payload)
             if gap:
@@ -157,6 +143,27 @@ class Decoder:
                 self._deliver(flow, number, ts, chunk, from_client)
         elif payload:
             self._deliver(flow, number, ts, payload, from_client)
+
+    def _new_flow(
+        self, src: str, dst: str, sport: int, dport: int, proto: int, flags: int
+    ) -> tuple[Flow, bool]:
+        is_tcp = proto == TCP
+        if is_tcp and flags & SYN and not flags & 0x10:  # SYN without ACK: the initiator
+            client = (src, sport)
+        elif is_tcp and flags & SYN:  # SYN-ACK: the receiver initiated
+            client = (dst, dport)
+        elif _server_port_guess(sport, dport, is_tcp):
+            client = (src, sport)
+        else:
+            client = (dst, dport)
+        flow = Flow(client, is_tcp)
+        from_client = client == (src, sport)
+        t = "tcp" if is_tcp else "udp"
+        flow.ends[from_client] = (src, dst, sport, dport, t)
+        flow.ends[not from_client] = (dst, src, dport, sport, t)
+        self.flows[(src, sport, dst, dport, proto)] = (flow, from_client)
+        self.flows[(dst, dport, src, sport, proto)] = (flow, not from_client)
+        return flow, from_client
 
     def _deliver(self, flow: Flow, number: int, ts: float, data: bytes, from_client: bool) -> None:
         session = flow.session
@@ -209,7 +216,7 @@ class Decoder:
         return None
 
     def _sweep(self, now: float) -> None:
-        stale = [k for k, f in self.flows.items() if now - f.last_ts > IDLE_TIMEOUT_S]
+        stale = [k for k, (f, _) in self.flows.items() if now - f.last_ts > IDLE_TIMEOUT_S]
         for k in stale:
             del self.flows[k]
 
