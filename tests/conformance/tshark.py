@@ -42,7 +42,9 @@ def tshark_fields(
     cmd += extra_args or []
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rows = []
-    for line in out.splitlines():
+    for line in out.split("\n"):
+        if not line:
+            continue
         parts = line.split(SEP)
         rows.append({c: (p.split(AGG) if p else []) for c, p in zip(cols, parts, strict=True)})
     return rows
