@@ -83,6 +83,7 @@ class CP56Time2a:
 
 
 TimeTag = CP24Time2a | CP56Time2a
+GOOD = Quality(0)  # no quality flag set
 
 # ---------------------------------------------------------------------------------------------
 # Information objects (101 §7.3): one class per information element, shared by the type ids
@@ -95,7 +96,7 @@ class SinglePointInformation:
 
     ioa: int
     value: bool  # SPI
-    quality: Quality = Quality(0)
+    quality: Quality = GOOD
     time: TimeTag | None = None
 
 
@@ -105,7 +106,7 @@ class DoublePointInformation:
 
     ioa: int
     value: int  # DPI, a DoublePoint
-    quality: Quality = Quality(0)
+    quality: Quality = GOOD
     time: TimeTag | None = None
 
 
@@ -116,7 +117,7 @@ class StepPositionInformation:
     ioa: int
     value: int  # -64..63
     transient: bool = False
-    quality: Quality = Quality(0)
+    quality: Quality = GOOD
     time: TimeTag | None = None
 
 
@@ -126,7 +127,7 @@ class Bitstring32:
 
     ioa: int
     value: int  # 0..2**32-1
-    quality: Quality = Quality(0)
+    quality: Quality = GOOD
     time: TimeTag | None = None
 
 
@@ -136,7 +137,7 @@ class MeasuredValueNormalized:
 
     ioa: int
     nva: int  # -32768..32767, the value is nva / 32768
-    quality: Quality | None = Quality(0)
+    quality: Quality | None = GOOD
     time: TimeTag | None = None
 
     @property
@@ -150,7 +151,7 @@ class MeasuredValueScaled:
 
     ioa: int
     value: int  # -32768..32767
-    quality: Quality = Quality(0)
+    quality: Quality = GOOD
     time: TimeTag | None = None
 
 
@@ -160,7 +161,7 @@ class MeasuredValueShortFloat:
 
     ioa: int
     value: float  # a float32 value
-    quality: Quality = Quality(0)
+    quality: Quality = GOOD
     time: TimeTag | None = None
 
 
@@ -841,7 +842,7 @@ def _e_float(v: float) -> bytes:
         raise ValueError(f"{v} is no IEEE 754 short float") from exc
 
 
-def _element(o: InformationObject, tk: int) -> bytes:  # noqa: PLR0911, PLR0912
+def _element(o: InformationObject, tk: int) -> bytes:
     """The octets of one element after its IOA; ValueError on out-of-range fields."""
     if isinstance(o, SinglePointInformation):
         return bytes([_quality(o.quality, 0xF0) | int(o.value)]) + _e_time(o.time, tk)
