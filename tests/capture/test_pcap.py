@@ -107,7 +107,9 @@ def test_random_bytes_never_escape_as_other_errors(data: bytes) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_mutated_captures_never_escape_as_other_errors(data: st.DataObject) -> None:
-    good = bytearray(_pcapng([b"abc" * 10, b"de" * 30]) if data.draw(st.booleans()) else _pcap([b"q" * 50] * 3))
+    good = bytearray(
+        _pcapng([b"abc" * 10, b"de" * 30]) if data.draw(st.booleans()) else _pcap([b"q" * 50] * 3)
+    )
     for _ in range(data.draw(st.integers(1, 5))):
         i = data.draw(st.integers(0, len(good) - 1))
         good[i] = data.draw(st.integers(0, 255))
@@ -122,8 +124,23 @@ def test_mutated_captures_never_escape_as_other_errors(data: st.DataObject) -> N
 def test_frame_count_and_times_agree_with_tshark(path: Path) -> None:
     exe = require_tshark()
     out = subprocess.run(
-        [exe, "-n", "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "frame.time_epoch", "-e", "frame.cap_len"],
-        capture_output=True, text=True, check=True,
+        [
+            exe,
+            "-n",
+            "-r",
+            str(path),
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.cap_len",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     theirs = [(int(out[i]), float(out[i + 1]), int(out[i + 2])) for i in range(0, len(out), 3)]
     with path.open("rb") as fh:

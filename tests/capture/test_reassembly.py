@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,9 +62,11 @@ def test_lost_segment_is_skipped_after_enough_wait() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(min_size=1, max_size=300), st.data())
 def test_any_segmentation_and_order_gives_the_stream(stream: bytes, data: st.DataObject) -> None:
-    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=10)) if len(stream) > 1 else []))
+    cuts = sorted(
+        set(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=10)) if len(stream) > 1 else [])
+    )
     bounds = [0, *cuts, len(stream)]
-    segs = [(1000 + a, stream[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    segs = [(1000 + a, stream[a:b]) for a, b in itertools.pairwise(bounds)]
     # shuffle a little, duplicate some (retransmissions), never lose any
     shuffled = data.draw(st.permutations(segs))
     dups = data.draw(st.lists(st.sampled_from(segs), max_size=3))

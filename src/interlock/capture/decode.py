@@ -25,7 +25,7 @@ from interlock.protocols.registry import PROTOCOLS
 IDLE_TIMEOUT_S = 600.0
 SWEEP_EVERY = 50_000  # frames between sweeps of idle flows
 PROBE_BUDGET = 512  # bytes seen in one direction without a YES before a flow is called not-ICS
-SYN, RST, FIN = 0x02, 0x04, 0x01
+SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
 
 
 @dataclass
@@ -74,15 +74,13 @@ def _candidates(sport: int, dport: int, tcp: bool) -> list[ProtocolSpec]:
     return sorted(PROTOCOLS, key=lambda p: not on_port(p))
 
 
-def _server_port_guess(sport: int, dport: int, tcp: bool) -> bool:
-    """True when dport looks like the server's port (the sender is then the client)."""
+def _registered_side(sport: int, dport: int, tcp: bool) -> bool | None:
+    """True when only dport is a registered ICS port, False when only sport is, else None."""
     for p in PROTOCOLS:
         ports = p.tcp_ports if tcp else p.udp_ports
-        if dport in ports:
-            return True
-        if sport in ports:
-            return False
-    return dport <= sport
+        if (dport in ports) != (sport in ports):
+            return dport in ports
+    return None
 
 
 class Decoder:
@@ -92,6 +90,7 @@ class Decoder:
         self.flows: dict[tuple[str, int, str, int, int], tuple[Flow, bool]] = {}
         self.builder = RecordBuilder(batch_size)
         self.stats = Stats()
+        self.last = (0, 0.0)  # last frame number and time, for what the end of input releases
 
     def frames(self, frames: Iterable[Frame]) -> Iterator[pa.RecordBatch]:
         """Decode frames; yield record batches as they fill up, then the rest."""
@@ -104,15 +103,15 @@ class Decoder:
             if pkt.__class__ is str:
                 stats.skipped[pkt] += 1
                 continue
-            # bare ACKs carry nothing to decode: skip them before any flow lookup
-            if pkt[7] or pkt[6] & SYN:  # type: ignore[operator]
-                packet(number, ts, pkt)  # type: ignore[arg-type]
-                if len(builder._rows) >= builder.batch_size:
-                    batch = builder.flush()
-                    if batch is not None:
-                        yield batch
+            packet(number, ts, pkt)  # type: ignore[arg-type]
+            if len(builder._rows) >= builder.batch_size:
+                batch = builder.flush()
+                if batch is not None:
+                    yield batch
             if number % SWEEP_EVERY == 0:
                 self._sweep(ts)
+        if number:
+            self.last = (number, ts)
         stats.frames = number
         self.finish()
         batch = builder.flush()
@@ -120,9 +119,11 @@ class Decoder:
             yield batch
 
     def _packet(self, number: int, ts: float, pkt: Packet) -> None:
-        src, dst, sport, dport, proto, seq, flags, payload = pkt
+        src, dst, sport, dport, proto, seq, flags, payload, ack = pkt
         entry = self.flows.get((src, sport, dst, dport, proto))
         if entry is None:
+            if not payload and not flags & SYN:
+                return  # a bare ACK or FIN starts nothing
             entry = self._new_flow(src, dst, sport, dport, proto, flags)
         flow, from_client = entry
         flow.last_ts = ts
@@ -130,10 +131,14 @@ class Decoder:
             return  # not an ICS conversation
         tcp = flow.tcp
         if tcp is not None:
-            direction = tcp[0] if from_client else tcp[1]
+            if flags & ACK:
+                (tcp[1] if from_client else tcp[0]).acked(ack)
             if flags & SYN:
-                direction.syn(seq)
+                (tcp[0] if from_client else tcp[1]).syn(seq)
                 return
+            if not payload:
+                return
+            direction = tcp[0] if from_client else tcp[1]
             chunks, gap = direction.segment(seq, payload)
             if gap:
                 self.stats.tcp_gaps += 1
@@ -148,14 +153,15 @@ class Decoder:
         self, src: str, dst: str, sport: int, dport: int, proto: int, flags: int
     ) -> tuple[Flow, bool]:
         is_tcp = proto == TCP
-        if is_tcp and flags & SYN and not flags & 0x10:  # SYN without ACK: the initiator
-            client = (src, sport)
-        elif is_tcp and flags & SYN:  # SYN-ACK: the receiver initiated
-            client = (dst, dport)
-        elif _server_port_guess(sport, dport, is_tcp):
-            client = (src, sport)
+        # The side on a registered ICS port is the server; failing that the SYN tells (fuzzers
+        # and scanners send SYNs from server ports), failing that the lower port is the server.
+        on_port = _registered_side(sport, dport, is_tcp)
+        if on_port is not None:
+            client = (src, sport) if on_port else (dst, dport)
+        elif is_tcp and flags & SYN:
+            client = (dst, dport) if flags & ACK else (src, sport)
         else:
-            client = (dst, dport)
+            client = (src, sport) if dport <= sport else (dst, dport)
         flow = Flow(client, is_tcp)
         from_client = client == (src, sport)
         t = "tcp" if is_tcp else "udp"
@@ -221,7 +227,21 @@ class Decoder:
             del self.flows[k]
 
     def finish(self) -> None:
-        """End of input: nothing is waiting on a later frame any more."""
+        """End of input: release segments still waiting behind holes, then forget all flows."""
+        number, ts = self.last
+        seen: set[int] = set()
+        for flow, _ in list(self.flows.values()):
+            if id(flow) in seen or flow.tcp is None:
+                continue
+            seen.add(id(flow))
+            for from_client, direction in ((True, flow.tcp[0]), (False, flow.tcp[1])):
+                chunks = direction.flush()
+                if chunks and (flow.session is not None or flow.undecided):
+                    self.stats.tcp_gaps += 1
+                    if flow.session is not None and flow.protocol is not None:
+                        flow.session = flow.protocol.session()
+                    for chunk in chunks:
+                        self._deliver(flow, number, ts, chunk, from_client)
         self.flows.clear()
 
 

@@ -31,8 +31,8 @@ VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 IPV6_EXT = frozenset((0, 43, 60, 135, 139, 140))  # hop-by-hop, routing, dest opts, mobility...
 IPV6_FRAG = 44
 
-# (src, dst, sport, dport, proto, seq, flags, payload)
-Packet = tuple[str, str, int, int, int, int, int, bytes]
+# (src, dst, sport, dport, proto, seq, flags, payload, ack)
+Packet = tuple[str, str, int, int, int, int, int, bytes, int]
 
 # Why these outcomes are counted rather than raised: a sensor must keep going.
 SKIP_NOT_IP = "not_ip"
@@ -109,7 +109,7 @@ def network_offset(linktype: int, data: bytes) -> tuple[int, int] | str:
 
 
 def dissect(linktype: int, data: bytes) -> Packet | str:
-    """Addresses, ports, TCP sequence and flags, payload; or the reason the frame is skipped."""
+    """Addresses, ports, TCP sequence and flags, payload, TCP ack; or why the frame is skipped."""
     net = network_offset(linktype, data)
     if isinstance(net, str):
         return net
@@ -153,15 +153,15 @@ def dissect(linktype: int, data: bytes) -> Packet | str:
     if proto == TCP:
         if end < off + 20:
             return SKIP_TRUNCATED
-        sport, dport, seq, _ack, doff, flags = _TCP.unpack_from(data, off)
+        sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, off)
         hl = (doff >> 4) * 4
         if hl < 20 or off + hl > end:
             return SKIP_TRUNCATED
-        return src, dst, sport, dport, TCP, seq, flags, data[off + hl : end]
+        return src, dst, sport, dport, TCP, seq, flags, data[off + hl : end], ack
     if proto == UDP:
         if end < off + 8:
             return SKIP_TRUNCATED
         sport, dport, ulen = _UDP.unpack_from(data, off)
         stop = off + ulen if ulen >= 8 else end
-        return src, dst, sport, dport, UDP, 0, 0, data[off + 8 : min(stop, end)]
+        return src, dst, sport, dport, UDP, 0, 0, data[off + 8 : min(stop, end)], 0
     return SKIP_OTHER_TRANSPORT

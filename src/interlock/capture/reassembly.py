@@ -2,8 +2,11 @@
 
 Delivers a direction's bytes in sequence order exactly once: retransmissions are dropped, the new
 tail of an overlapping segment is kept, out-of-order segments wait until the hole is filled.
-A hole that never fills (the capture lost a segment) is skipped once too many segments wait
-behind it; the caller is told, so the protocol session can start afresh after the gap.
+A hole that never fills (the capture lost a segment) is skipped at once when the peer has
+already acknowledged past it (the host got bytes the capture missed), else once too many
+segments wait behind it, and at the end of the capture; the caller is told, so the protocol
+session can start afresh after the gap. A direction seen first through the peer's ACK starts
+at that number, so a keep-alive probe (one stale byte at ack - 1) is not taken for data.
 Reassembly is a few lines of state per direction, which is why no library is used for it.
 """
 
@@ -18,10 +21,11 @@ _HALF = 1 << 31
 class Direction:
     """Sequence state of one direction of one TCP connection."""
 
-    __slots__ = ("gaps", "next_seq", "pending", "pending_bytes")
+    __slots__ = ("gaps", "next_seq", "peer_ack", "pending", "pending_bytes")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
+        self.peer_ack: int | None = None  # highest ACK the other side sent for this direction
         self.pending: dict[int, bytes] = {}
         self.pending_bytes = 0
         self.gaps = 0
@@ -30,6 +34,14 @@ class Direction:
         self.next_seq = (seq + 1) % _MOD
         self.pending.clear()
         self.pending_bytes = 0
+
+    def acked(self, ack: int) -> None:
+        """The peer acknowledged up to ``ack``: remember it, and start there if nothing else."""
+        if self.next_seq is None:
+            self.next_seq = ack
+        prev = self.peer_ack
+        if prev is None or 0 < (ack - prev) % _MOD < _HALF:
+            self.peer_ack = ack
 
     def segment(self, seq: int, payload: bytes) -> tuple[list[bytes], bool]:
         """In-order chunks this segment releases, and whether a gap was skipped first."""
@@ -50,13 +62,26 @@ class Direction:
             if self.pending:
                 self._drain(out)
             return out, False
-        # a hole before this segment: wait for it, unless too much is waiting already
+        # a hole before this segment: if the peer already acknowledged past its start, the bytes
+        # reached the host but not the capture, and waiting for them is pointless
+        ack = self.peer_ack
+        if ack is not None and 0 < (ack - nxt) % _MOD < _HALF:
+            self.next_seq = seq
+            self.gaps += 1
+            return self.segment(seq, payload)[0], True
         if seq not in self.pending or len(self.pending[seq]) < len(payload):
             self.pending_bytes += len(payload) - len(self.pending.get(seq, b""))
             self.pending[seq] = payload
         if len(self.pending) > MAX_PENDING_SEGMENTS or self.pending_bytes > MAX_PENDING_BYTES:
             return self.skip_gap(), True
         return [], False
+
+    def flush(self) -> list[bytes]:
+        """End of capture: skip every remaining hole and release what waited behind them."""
+        out: list[bytes] = []
+        while self.pending:
+            out += self.skip_gap()
+        return out
 
     def skip_gap(self) -> list[bytes]:
         """Give up on the hole: resume at the earliest waiting segment."""
