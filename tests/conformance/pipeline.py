@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from interlock.capture.decode import decode_records
-from interlock.protocols.base import Direction, Operation, OpClass
+from interlock.protocols.base import Direction, OpClass, Operation
 
 
 def ops_by_frame(path: Path, protocol: str) -> dict[int, list[Operation]]:

@@ -2,7 +2,8 @@
 
 Each capture goes through the whole decoder (``interlock decode``: reader, TCP reassembly,
 recognition by content, :class:`ModbusSession`; an operation lands on the frame that completed
-its ADU, as tshark reports reassembled PDUs) and the main fields are compared with ``tshark -T fields``, rendered the way tshark renders them. Every
+its ADU, as tshark reports reassembled PDUs) and the main fields are compared with
+``tshark -T fields``, rendered the way tshark renders them. Every
 frame where the two disagree must be listed in ``EXPECTED_DISAGREEMENTS`` with the reason.
 """
 
@@ -16,8 +17,8 @@ import pytest
 
 from interlock.protocols.base import Direction, Operation, Probe
 from interlock.protocols.modbus import ExceptionCode, probe
-from tests.conformance.tshark import AGG, SEP, require_tshark
 from tests.conformance.pipeline import ops_by_frame
+from tests.conformance.tshark import AGG, SEP, require_tshark
 from tests.protocols.modbus.pcap_streams import tcp_chunks
 
 CAPTURES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pcaps" / "modbus"
