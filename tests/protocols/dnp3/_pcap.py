@@ -38,12 +38,9 @@ def tcp_payloads(path: Path) -> Iterator[tuple[int, int, bool, bytes, tuple[int,
             syn = bool(tcp.flags & dpkt.tcp.TH_SYN) and not tcp.flags & dpkt.tcp.TH_ACK
             conn = conns.get(key)
             if conn is None or syn:
-                if syn:
-                    client = src
-                elif dst[1] == SERVER_PORT or (src[1] != SERVER_PORT and dst[1] < src[1]):
-                    client = src
-                else:
-                    client = dst
+                # the SYN sender, else the side talking to port 20000, else the higher port
+                server_side = dst[1] == SERVER_PORT or (src[1] != SERVER_PORT and dst[1] < src[1])
+                client = src if syn or server_side else dst
                 count += 1
                 conn = conns[key] = _Conn(client, number=count)
             from_client = src == conn.client

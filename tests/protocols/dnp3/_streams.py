@@ -26,14 +26,14 @@ def frames(fragment: bytes, *, master: bool, tseq: int = 0, outstation: int = OU
 
 def request(function: FunctionCode, seq: int, *headers: ObjectHeader, **kw: int) -> bytes:
     return b"".join(frames(build_fragment(ApplicationRequest(function, seq, headers)),
-                           master=True, **kw))  # type: ignore[arg-type]
+                           master=True, **kw))
 
 
 def response(seq: int, *headers: ObjectHeader, iin: int = 0,
              function: FunctionCode = FunctionCode.RESPONSE, fin: bool = True,
              fir: bool = True, **kw: int) -> bytes:
     frag = build_fragment(ApplicationResponse(function, seq, iin, headers, fir=fir, fin=fin))
-    return b"".join(frames(frag, master=False, **kw))  # type: ignore[arg-type]
+    return b"".join(frames(frag, master=False, **kw))
 
 
 def class0_response(seq: int = 0, n: int = 10, tseq: int = 0) -> bytes:

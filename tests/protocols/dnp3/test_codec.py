@@ -27,9 +27,11 @@ from interlock.protocols.dnp3.link import build_frame, unblock
 F = FunctionCode
 
 
-def ms(*args: int) -> int:
+def ms(year: int, month: int, day: int, hour: int, minute: int, second: int,
+       microsecond: int) -> int:
     """DNP3 time (ms since the epoch, UTC) of a date."""
-    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+    when = datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
+    return int(when.timestamp() * 1000)
 
 
 def fragment_of(frame_hex: str) -> bytes:
@@ -206,6 +208,16 @@ def test_read_class_poll_has_no_object_data() -> None:
     assert parse_fragment(build_fragment(read)) == read
 
 
+def test_freeze_at_time_carries_data_for_g50_only() -> None:
+    frz = ApplicationRequest(F.FREEZE_AT_TIME, headers=(
+        ObjectHeader(50, 2, 0x07, count=1, objects=((1_000_000, 60_000),)),
+        ObjectHeader(20, 0, 0x00, 0, 3)))
+    data = build_fragment(frz)
+    assert data == bytes.fromhex("c00b" "320207" "01" "40420f000000" "60ea0000" "14000000 03"
+                                 .replace(" ", ""))
+    assert parse_fragment(data) == frz
+
+
 def test_write_iin_restart_bit_and_delay_and_file_objects() -> None:
     clear = parse_fragment(bytes.fromhex("c4025001000707" "00"))
     assert clear == ApplicationRequest(F.WRITE, seq=4, headers=(
@@ -220,7 +232,9 @@ def test_write_iin_restart_bit_and_delay_and_file_objects() -> None:
     assert isinstance(got, ApplicationRequest) and got.function is F.DELETE_FILE
     (h,) = got.headers
     assert (h.group, h.variation, h.qualifier, h.count) == (70, 3, 0x5B, 1)
-    assert len(h.objects[0][0]) == 0x2A and h.objects[0][0].endswith(b"/helloworld.txt")  # type: ignore[union-attr]
+    octets = h.objects[0][0]
+    assert isinstance(octets, bytes) and len(octets) == 0x2A
+    assert octets.endswith(b"/helloworld.txt")
 
 
 def test_unknown_object_stops_decoding_without_malformed() -> None:
@@ -311,3 +325,24 @@ def test_malformed_keeps_what_was_read() -> None:
 def test_build_rejects_out_of_range(bad: object) -> None:
     with pytest.raises(ValueError):
         build(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("group", "variation", "qualifier", "obj"), [
+    (30, 1, 0x01, lambda i: (1, -i)),  # two items per object: per-object format
+    (30, 3, 0x01, lambda i: (i * 7,)),  # one item: repeat count
+    (32, 7, 0x28, lambda i: (1, i / 4, 1_600_000_000_000 + i)),  # index prefix, 48-bit time
+    (110, 5, 0x01, lambda i: (bytes([i & 0xFF]) * 5,)),  # octet strings
+])
+def test_long_runs_decode_like_short_ones(group: int, variation: int, qualifier: int,
+                                          obj: object) -> None:
+    for n in (3, 32, 33, 300):
+        objects = tuple(obj(i) for i in range(n))  # type: ignore[operator]
+        if qualifier == 0x28:
+            h = ObjectHeader(group, variation, qualifier, count=n, indexes=tuple(range(n, 0, -1)),
+                             objects=objects)
+        else:
+            h = ObjectHeader(group, variation, qualifier, 10, 10 + n - 1, objects=objects)
+        resp = ApplicationResponse(F.RESPONSE, headers=(h,))
+        data = build_fragment(resp)
+        assert parse_fragment(data) == resp
+        assert scan_fragment(data).values == (h.values or None)

@@ -4,6 +4,7 @@ raise; chunking does not change what a session reports; the fast path agrees wit
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -25,6 +26,9 @@ from interlock.protocols.dnp3 import (
     scan_fragment,
 )
 from interlock.protocols.dnp3.codec import (
+    _ADDRESS,
+    _ALL,
+    _ATTRIBUTE,
     _BADVAR,
     _FIXED,
     _NODATA,
@@ -33,8 +37,6 @@ from interlock.protocols.dnp3.codec import (
     _REST,
     _SIZED,
     _START_STOP,
-    _ADDRESS,
-    _ALL,
     _mode,
     build_fragment,
 )
@@ -99,10 +101,14 @@ _CODE: dict[str, st.SearchStrategy[Any]] = {
     "f": st.floats(width=32, allow_nan=False), "d": st.floats(allow_nan=False),
 }
 # a spread of layouts: every kind, several groups each, plus objects Interlock cannot size
-_GV = sorted({(g, v) for (g, v), lay in LAYOUTS.items()
-              if g not in (0, 110, 111, 112, 113) or v in (1, 2, 3, 200)}) + [
-    (1, 0), (30, 0), (99, 1), (1, 7)]
+_GV = [*sorted({(g, v) for (g, v), lay in LAYOUTS.items()
+                if g not in (0, 110, 111, 112, 113) or v in (1, 2, 3, 200)}),
+       (1, 0), (30, 0), (99, 1), (1, 7)]
+_PACKED_GV = [(1, 1), (3, 1), (10, 1), (12, 3), (80, 1)]
 _QUALS = [q for q, d in enumerate(_QUALIFIERS) if d is not None]
+_COMMON_QUALS = [0x00, 0x01, 0x06, 0x07, 0x08, 0x17, 0x28, 0x5B]
+_REQUESTS = [f for f in FunctionCode if f < 129]
+_RESPONSES = [f for f in FunctionCode if f >= 129]
 
 
 def _object(lay: Layout) -> st.SearchStrategy[tuple[Any, ...]]:
@@ -114,9 +120,9 @@ def _object(lay: Layout) -> st.SearchStrategy[tuple[Any, ...]]:
 
 @st.composite
 def object_headers(draw: st.DrawFn, function: int, last: bool) -> ObjectHeader:
-    g, v = draw(st.sampled_from(_GV))
-    q = draw(st.sampled_from(_QUALS))
-    rs, rsize, kind, pf, psize, width = _QUALIFIERS[q]  # type: ignore[misc]
+    g, v = draw(st.sampled_from(_GV) | st.sampled_from(_PACKED_GV))
+    q = draw(st.sampled_from(_COMMON_QUALS) | st.sampled_from(_QUALS))
+    _, rsize, kind, pf, psize, width = _QUALIFIERS[q]  # type: ignore[misc]
     mode, lay = _mode(function in HEADERS_ONLY_FUNCTIONS, function in FREEZE_AT_TIME_FUNCTIONS,
                       g, v, kind != _ALL, width > 0)
     assume(mode != _BADVAR and not (mode == _PACKED and pf) and (mode != _REST or last))
@@ -133,7 +139,7 @@ def object_headers(draw: st.DrawFn, function: int, last: bool) -> ObjectHeader:
     else:
         n = count = draw(st.integers(0, 6))
     indexes = None
-    if pf and mode in (_NODATA, _FIXED) + ((5,) if mode == 5 else ()):
+    if pf and mode in (_NODATA, _FIXED, _ATTRIBUTE):
         indexes = tuple(draw(st.lists(st.integers(0, (1 << (8 * psize)) - 1), min_size=n,
                                       max_size=n)))
     objects: tuple[tuple[Any, ...], ...] = ()
@@ -149,10 +155,7 @@ def object_headers(draw: st.DrawFn, function: int, last: bool) -> ObjectHeader:
                                                     max_size=n)))
     elif mode == _REST:
         rest = draw(st.binary(max_size=40))
-    elif mode != _NODATA:  # g0 device attributes
-        if pf:
-            indexes = tuple(draw(st.lists(st.integers(0, (1 << (8 * psize)) - 1), min_size=n,
-                                          max_size=n)))
+    elif mode == _ATTRIBUTE:  # g0 device attributes
         objects = tuple(draw(st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=20)),
                                       min_size=n, max_size=n)))
     return ObjectHeader(g, v, q, start, stop, count, indexes, objects, rest)
@@ -160,7 +163,7 @@ def object_headers(draw: st.DrawFn, function: int, last: bool) -> ObjectHeader:
 
 @st.composite
 def fragments(draw: st.DrawFn) -> ApplicationRequest | ApplicationResponse:
-    function = draw(st.sampled_from(list(FunctionCode)))
+    function = draw(st.sampled_from(_REQUESTS) | st.sampled_from(_RESPONSES))
     k = draw(st.integers(0, 4))
     headers = tuple(draw(object_headers(function, i == k - 1)) for i in range(k))
     flags = [draw(st.booleans()) for _ in range(4)]
@@ -192,7 +195,7 @@ def test_fragment_roundtrip_and_fast_path(fragment: ApplicationRequest | Applica
 # --------------------------------------------------------------------------- never raise
 
 
-def _mutations(draw: st.DrawFn, data: bytes) -> bytes:
+def _mutations(draw: Callable[[st.SearchStrategy[Any]], Any], data: bytes) -> bytes:
     out = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
         if not out:
@@ -227,12 +230,19 @@ def valid_streams(draw: st.DrawFn) -> list[tuple[bytes, bool]]:
         out += [(f, master) for f in frames(build_fragment(frag), master=master, size=size,
                                               tseq=tseq)]
     if draw(st.booleans()):
-        out.append((build(draw(link_frames())), draw(st.booleans())))
+        prm, function = draw(link_only)
+        out.append((build(LinkFrame(draw(st.booleans()), prm, False, False, function, 1, 10)),
+                    draw(st.booleans())))
     return out
 
 
+@st.composite
+def mutated_frames(draw: st.DrawFn) -> bytes:
+    return _mutations(draw, build(draw(link_frames())))
+
+
 @SETTINGS
-@given(st.one_of(st.binary(max_size=600), mutated_fragments()))
+@given(st.one_of(st.binary(max_size=600), mutated_fragments(), mutated_frames()))
 def test_parsers_never_raise(data: bytes) -> None:
     for result in (parse(data), parse_segment(data), parse_fragment(data)):
         assert result is not None
@@ -259,9 +269,14 @@ def _feed(chunks: list[tuple[bytes, bool]], cut: int) -> list[Operation]:
 @SETTINGS
 @given(valid_streams(), st.sampled_from([1, 3, 17, 100]))
 def test_chunking_does_not_matter(chunks: list[tuple[bytes, bool]], cut: int) -> None:
-    whole = _feed([(b"".join(d for d, c in chunks if c), True),
-                   (b"".join(d for d, c in chunks if not c), False)], 0)
-    assert whole == _feed(chunks, cut)
+    merged: list[tuple[bytes, bool]] = []  # several PDUs per chunk where a direction repeats
+    for data, from_client in chunks:
+        if merged and merged[-1][1] == from_client:
+            merged[-1] = (merged[-1][0] + data, from_client)
+        else:
+            merged.append((data, from_client))
+    whole = _feed(merged, 0)
+    assert whole == _feed(chunks, 0) == _feed(chunks, cut)
     assert not any(op.malformed for op in whole)
 
 

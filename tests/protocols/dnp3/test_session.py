@@ -79,6 +79,15 @@ def test_responses_inherit_the_request_class(function: FunctionCode,
     assert req.op_class == op_class and resp.op_class == op_class
 
 
+def test_no_ack_requests_are_not_awaited() -> None:
+    s = DNP3Session()
+    s.feed(request(F.DIRECT_OPERATE_NR, 4, ObjectHeader(12, 1, 0x17, count=1, indexes=(0,),
+                                                        objects=((3, 1, 0, 0, 0),))), True)
+    assert not s._requests
+    s.feed(request(F.WRITE, 4, ObjectHeader(80, 1, 0, 7, 7, objects=((0,),))), True)
+    assert s._requests == {(OUTSTATION, 4): OpClass.WRITE}
+
+
 def test_unpaired_unsolicited_confirm() -> None:
     s = DNP3Session()
     assert s.feed(response(9), False)[0].op_class == OpClass.READ  # no request seen
@@ -242,3 +251,11 @@ def test_protocol_spec() -> None:
     assert PROTOCOL.name == "dnp3" and 20000 in PROTOCOL.tcp_ports and 20000 in PROTOCOL.udp_ports
     assert PROTOCOL.probe is probe
     assert isinstance(PROTOCOL.session(), DNP3Session)
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from interlock.protocols.dnp3 import session
+
+    assert doctest.testmod(session).failed == 0

@@ -273,4 +273,6 @@ class Reason(enum.StrEnum):
     UNKNOWN_FUNCTION = "UNKNOWN_FUNCTION"  # reserved application function code
     BAD_QUALIFIER = "BAD_QUALIFIER"  # reserved prefix or range code, or one the object forbids
     BAD_RANGE = "BAD_RANGE"  # stop index below start index
+    BAD_VARIATION = "BAD_VARIATION"  # variation 0 ("any") where objects must follow, e.g. the
+    # empty virtual-terminal strings of a WRITE g112v0
     TRUNCATED_OBJECT = "TRUNCATED_OBJECT"  # header or object data runs past the fragment end

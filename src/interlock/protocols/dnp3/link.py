@@ -50,13 +50,14 @@ def _byte_table() -> tuple[int, ...]:
 
 _T8 = _byte_table()
 # T16[x]: the register after two more octets, x = register ^ little-endian word (see docstring).
-_T16 = tuple(
+CRC_WORD_TABLE = tuple(
     (_T8[x & 0xFF] >> 8) ^ _T8[((x >> 8) ^ _T8[x & 0xFF]) & 0xFF] for x in range(65536)
 )
 _WORDS = tuple(struct.Struct(f"<{k}H") for k in range(10))  # k little-endian words
-_BLOCK = struct.Struct("<9H")  # 16 data octets + CRC
+_FULL_WORDS = tuple(struct.Struct(f"<{9 * k}H") for k in range(16))  # k blocks of 16 + CRC
+_FULL_DATA = tuple(struct.Struct("<" + "16s2x" * k) for k in range(16))  # their data
 _HEADER = struct.Struct("<2sBBHHH")  # start, length, control, destination, source, CRC
-_HEADER_WORDS = struct.Struct("<5H")
+HEADER_WORDS = struct.Struct("<5H")
 
 
 def crc16(data: bytes) -> int:
@@ -70,9 +71,9 @@ def crc16(data: bytes) -> int:
 
 def header_crc_ok(buf: bytes, off: int) -> bool:
     """True if the 10-octet link header at ``off`` carries a correct CRC (caller checks length)."""
-    w0, w1, w2, w3, crc = _HEADER_WORDS.unpack_from(buf, off)
-    t = _T16
-    return t[t[t[t[w0] ^ w1] ^ w2] ^ w3] ^ 0xFFFF == crc
+    w0, w1, w2, w3, crc = HEADER_WORDS.unpack_from(buf, off)
+    t = CRC_WORD_TABLE
+    return bool(t[t[t[t[w0] ^ w1] ^ w2] ^ w3] ^ 0xFFFF == crc)
 
 
 def frame_size(length: int) -> int:
@@ -82,52 +83,46 @@ def frame_size(length: int) -> int:
 
 
 def unblock(buf: bytes, off: int, n: int) -> bytes | int:
-    """The ``n`` user data octets of the blocks at ``off``, or the offset of the first bad CRC."""
-    if n <= 16:  # one block: the common case of requests and short responses
-        if n == 16:
-            return _full(buf, off)
-        return _tail(buf, off, n) if n else b""
-    t = _T16
-    end = off + n + 2 * ((n + 15) >> 4)
-    parts = []
-    while end - off >= 18:
-        w = _BLOCK.unpack_from(buf, off)
-        r = t[t[t[t[t[t[t[t[w[0]] ^ w[1]] ^ w[2]] ^ w[3]] ^ w[4]] ^ w[5]] ^ w[6]] ^ w[7]]
-        if r ^ 0xFFFF != w[8]:
-            return off + 16
-        parts.append(buf[off : off + 16])
-        off += 18
-    if end > off:
-        last = _tail(buf, off, end - off - 2)
-        if isinstance(last, int):
-            return last
-        parts.append(last)
-    return b"".join(parts)
+    """The ``n`` user data octets of the blocks at ``off``, or the offset of the first bad CRC.
 
-
-def _full(buf: bytes, off: int) -> bytes | int:
-    t = _T16
-    w = _BLOCK.unpack_from(buf, off)
-    r = t[t[t[t[t[t[t[t[w[0]] ^ w[1]] ^ w[2]] ^ w[3]] ^ w[4]] ^ w[5]] ^ w[6]] ^ w[7]]
-    if r ^ 0xFFFF != w[8]:
-        return off + 16
-    return buf[off : off + 16]
-
-
-def _tail(buf: bytes, off: int, k: int) -> bytes | int:
-    """Check a block of ``k`` (< 16) data octets plus CRC."""
-    t = _T16
+    The caller guarantees that ``buf`` holds the whole frame.
+    """
+    t = CRC_WORD_TABLE
+    full = n >> 4
+    k = n & 15
+    data = b""
+    if full:
+        it = iter(_FULL_WORDS[full].unpack_from(buf, off))
+        for w0, w1, w2, w3, w4, w5, w6, w7, c in zip(it, it, it, it, it, it, it, it, it,
+                                                     strict=True):
+            if t[t[t[t[t[t[t[t[w0] ^ w1] ^ w2] ^ w3] ^ w4] ^ w5] ^ w6] ^ w7] ^ 0xFFFF != c:
+                return _first_bad(buf, off, n)
+        one = full == 1
+        data = buf[off : off + 16] if one else b"".join(_FULL_DATA[full].unpack_from(buf, off))
+        off += 18 * full
+    if not k:
+        return data
     if k & 1:
         r = _T8[buf[off]]
-        *words, crc = _WORDS[(k + 1) // 2].unpack_from(buf, off + 1)
+        *words, crc = _WORDS[(k + 1) >> 1].unpack_from(buf, off + 1)
     else:
         r = 0
-        *words, crc = _WORDS[k // 2 + 1].unpack_from(buf, off)
+        *words, crc = _WORDS[(k >> 1) + 1].unpack_from(buf, off)
     for w in words:
         r = t[r ^ w]
     if r ^ 0xFFFF != crc:
         return off + k
-    return buf[off : off + k]
+    return data + buf[off : off + k] if data else buf[off : off + k]
+
+
+def _first_bad(buf: bytes, off: int, n: int) -> int:
+    """Offset of the first block CRC that does not match (slow path)."""
+    for i in range(0, n, BLOCK_SIZE):
+        o = off + i + 2 * (i >> 4)
+        k = min(BLOCK_SIZE, n - i)
+        if crc16(buf[o : o + k]) != int.from_bytes(buf[o + k : o + k + 2], "little"):
+            return o + k
+    return off + n  # not reached: the fast path saw a bad block
 
 
 def link_function_name(prm: bool, function: int) -> str | None:
@@ -253,3 +248,10 @@ def build_segment(segment: TransportSegment) -> bytes:
         raise ValueError(f"at most {MAX_USER_DATA - 1} octets per segment")
     h = (TRANSPORT_FIN if segment.fin else 0) | (TRANSPORT_FIR if segment.fir else 0) | segment.seq
     return bytes((h,)) + segment.data
+
+
+def strip_crcs(buf: bytes, off: int, n: int) -> bytes:
+    """The ``n`` user data octets of the blocks at ``off`` without checking CRCs (for reporting
+    what a frame with a bad CRC said)."""
+    return b"".join(buf[off + i + 2 * (i >> 4) : off + min(i + 16, n) + 2 * (i >> 4)]
+                    for i in range(0, n, BLOCK_SIZE))
