@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import Any, BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import dpkt
 

@@ -101,7 +101,7 @@ def userdata(draw: st.DrawFn) -> c.Userdata:
     ext = draw(st.booleans())
     dur, ldu, err = (draw(u8), draw(u8), draw(u16)) if ext else (None, None, None)
     rest = draw(small_bytes(8)) if ext else b""
-    usual = 8 if ext else 4
+    usual = 8 + len(rest) if ext else 4  # the parameter's own length, as parse infers it
     plen = draw(st.none() | u8.filter(lambda v: v != usual))
     has_data = draw(st.booleans())
     rc, ts = (draw(u8), draw(u8)) if has_data else (None, None)

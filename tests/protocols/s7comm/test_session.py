@@ -74,6 +74,35 @@ def test_memo_gives_the_same_operations_as_parse() -> None:
     assert one(warm.feed(tpkt(bytes(bad)), True)).malformed == Reason.BAD_DATA_ITEM
 
 
+def test_repeated_read_answers_match_a_fresh_parse() -> None:
+    reals = struct.pack(">ff", 1.5, 2.5)
+    warm = S7Session()
+    ops = []
+    for ref, item in ((1, REAL_DB1_DBD4), (2, REAL_DB1_DBD4), (3, BYTE_M0), (4, REAL_DB1_DBD4)):
+        warm.feed(frame(c.ReadVarRequest(ref, (item,))), True)
+        answer = frame(c.ReadVarResponse(ref, (c.DataItem(0xFF, 0x07, 8, reals),)))
+        ops.append(one(warm.feed(answer, False)))
+    cold = S7Session()
+    cold.feed(frame(c.ReadVarRequest(4, (REAL_DB1_DBD4,))), True)
+    assert ops[3] == one(cold.feed(frame(c.ReadVarResponse(4, (c.DataItem(0xFF, 0x07, 8, reals),))),
+                                   False))  # fmt: skip
+    assert [op.transaction for op in ops] == [1, 2, 3, 4]
+    assert [op.values for op in ops] == [(1.5, 2.5), (1.5, 2.5), None, (1.5, 2.5)]
+    assert [op.object for op in ops] == ["DB", "DB", "M", "DB"]
+
+
+def test_repeated_write_answers_pair_with_their_own_jobs() -> None:
+    s = S7Session()
+    ops = []
+    for ref, item in ((1, BYTE_M0), (2, REAL_DB1_DBD4)):
+        data = c.DataItem(0, 0x04 if item is BYTE_M0 else 0x07, 24 if item is BYTE_M0 else 8,
+                          b"\x00" * (3 if item is BYTE_M0 else 8))  # fmt: skip
+        s.feed(frame(c.WriteVarRequest(ref, (item,), (data,))), True)
+        ops.append(one(s.feed(frame(c.WriteVarResponse(ref, (0x05,))), False)))
+    assert [(op.transaction, op.object, op.status) for op in ops] == [
+        (1, "M", "INVALID_ADDRESS"), (2, "DB", "INVALID_ADDRESS")]
+
+
 def test_write_response_reports_first_failing_item() -> None:
     s = S7Session()
     items = (BYTE_M0, c.S7AnyItem(TransportSize.TIMER, 1, 0, Area.TIMER, 3))
@@ -230,6 +259,7 @@ def test_fragmented_szl_answer() -> None:
     assert ops[1].detail["last_data_unit"] is False
     assert ops[3].detail is not None
     assert ops[3].detail["continuation"] is True and ops[3].detail["szl_id"] == 0x1C
+    assert ops[1].detail["records"] == "00" * 206 and len(ops[3].detail["records"]) == 2 * 134
     assert all(op.op_class is OpClass.IDENTIFY for op in ops)
 
 
@@ -264,6 +294,14 @@ def test_cyclic_subscription_values_and_unsubscribe() -> None:
     assert one(s.feed(bytes.fromhex(CYCLIC[3]), True)).function == "userdata.cyclic.unsubscribe"
     after = one(s.feed(bytes.fromhex(CYCLIC[2]), False))
     assert after.values is None and after.object is None  # the job is gone
+
+
+def test_broken_cyclic_subscription_is_malformed() -> None:
+    raw = bytearray(bytes.fromhex(CYCLIC[0]))
+    raw[33] = 0x13  # first item's variable specification marker
+    op = one(S7Session().feed(bytes(raw), True))
+    assert (op.op_class, op.malformed, op.function) == (
+        OpClass.MALFORMED, Reason.BAD_ITEM, "userdata.cyclic.cyclic_transfer")
 
 
 def test_s7comm_plus_fragments_are_one_operation() -> None:

@@ -12,6 +12,7 @@ fragmented SZL answer (tshark shows it on the last fragment, after reassembly).
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -195,11 +196,16 @@ def compare(path: Path) -> dict[str, Any]:
     unseen = sorted(f for f, ops in ours.items() if ops and f not in seen and f not in retrans)
     decoded_retrans = sum(1 for f, ops in ours.items() if ops and f in retrans and f not in seen)
     malformed = [(f, op) for f, ops in ours.items() for op in ops if op.malformed]
+    records_ok = all(
+        isinstance(json.dumps(op.detail), str)
+        and (op.values is None or all(type(v) is float for v in op.values))
+        for ops in ours.values() for op in ops
+    )  # fmt: skip
     plus_ops = sum(op.protocol == "s7comm-plus" for ops in ours.values() for op in ops)
     return {
         "frames": len(rows), "agree": agree, "more": more, "disagree": disagreements,
         "unseen": unseen, "malformed": malformed, "tshark_malformed": tshark_malformed,
-        "plus": plus_ops, "retransmissions": decoded_retrans,
+        "plus": plus_ops, "retransmissions": decoded_retrans, "records_ok": records_ok,
     }  # fmt: skip
 
 
@@ -244,6 +250,13 @@ def test_operations_only_in_frames_tshark_decodes(
     results: dict[str, dict[str, Any]], name: str
 ) -> None:
     assert results[name]["unseen"] == []
+
+
+@pytest.mark.parametrize("name", [p.name for p in _captures()])
+def test_records_are_json_and_values_floats(
+    results: dict[str, dict[str, Any]], name: str
+) -> None:
+    assert results[name]["records_ok"]
 
 
 def test_s7comm_plus_is_labelled(results: dict[str, dict[str, Any]]) -> None:
