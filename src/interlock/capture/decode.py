@@ -132,7 +132,9 @@ class Decoder:
         tcp = flow.tcp
         if tcp is not None:
             if flags & ACK:
-                (tcp[1] if from_client else tcp[0]).acked(ack)
+                released = (tcp[1] if from_client else tcp[0]).acked(ack)
+                if released:  # the peer acknowledged past a hole the capture never filled
+                    self._after_gap(flow, number, ts, released, not from_client)
             if flags & SYN:
                 (tcp[0] if from_client else tcp[1]).syn(seq)
                 return
@@ -141,11 +143,10 @@ class Decoder:
             direction = tcp[0] if from_client else tcp[1]
             chunks, gap = direction.segment(seq, payload)
             if gap:
-                self.stats.tcp_gaps += 1
-                if flow.session is not None and flow.protocol is not None:
-                    flow.session = flow.protocol.session()  # resynchronise after lost bytes
-            for chunk in chunks:
-                self._deliver(flow, number, ts, chunk, from_client)
+                self._after_gap(flow, number, ts, chunks, from_client)
+            else:
+                for chunk in chunks:
+                    self._deliver(flow, number, ts, chunk, from_client)
         elif payload:
             self._deliver(flow, number, ts, payload, from_client)
 
@@ -170,6 +171,16 @@ class Decoder:
         self.flows[(src, sport, dst, dport, proto)] = (flow, from_client)
         self.flows[(dst, dport, src, sport, proto)] = (flow, not from_client)
         return flow, from_client
+
+    def _after_gap(
+        self, flow: Flow, number: int, ts: float, chunks: list[bytes], from_client: bool
+    ) -> None:
+        """Bytes that follow lost ones: the session starts afresh, since its framing is lost."""
+        self.stats.tcp_gaps += 1
+        if flow.session is not None and flow.protocol is not None:
+            flow.session = flow.protocol.session()
+        for chunk in chunks:
+            self._deliver(flow, number, ts, chunk, from_client)
 
     def _deliver(self, flow: Flow, number: int, ts: float, data: bytes, from_client: bool) -> None:
         session = flow.session
@@ -237,11 +248,7 @@ class Decoder:
             for from_client, direction in ((True, flow.tcp[0]), (False, flow.tcp[1])):
                 chunks = direction.flush()
                 if chunks and (flow.session is not None or flow.undecided):
-                    self.stats.tcp_gaps += 1
-                    if flow.session is not None and flow.protocol is not None:
-                        flow.session = flow.protocol.session()
-                    for chunk in chunks:
-                        self._deliver(flow, number, ts, chunk, from_client)
+                    self._after_gap(flow, number, ts, chunks, from_client)
         self.flows.clear()
 
 

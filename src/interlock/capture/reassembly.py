@@ -35,13 +35,27 @@ class Direction:
         self.pending.clear()
         self.pending_bytes = 0
 
-    def acked(self, ack: int) -> None:
-        """The peer acknowledged up to ``ack``: remember it, and start there if nothing else."""
+    def acked(self, ack: int) -> list[bytes]:
+        """The peer acknowledged up to ``ack``: remember it, start there if nothing else, and
+        release segments waiting behind a hole the peer has now acknowledged past."""
         if self.next_seq is None:
             self.next_seq = ack
         prev = self.peer_ack
         if prev is None or 0 < (ack - prev) % _MOD < _HALF:
             self.peer_ack = ack
+            if self.pending:
+                return self._skip_acked_holes()
+        return []
+
+    def _hole_acked(self) -> bool:
+        ack, nxt = self.peer_ack, self.next_seq
+        return ack is not None and nxt is not None and 0 < (ack - nxt) % _MOD < _HALF
+
+    def _skip_acked_holes(self) -> list[bytes]:
+        out: list[bytes] = []
+        while self.pending and self._hole_acked():
+            out += self.skip_gap()
+        return out
 
     def segment(self, seq: int, payload: bytes) -> tuple[list[bytes], bool]:
         """In-order chunks this segment releases, and whether a gap was skipped first."""
@@ -64,14 +78,11 @@ class Direction:
             return out, False
         # a hole before this segment: if the peer already acknowledged past its start, the bytes
         # reached the host but not the capture, and waiting for them is pointless
-        ack = self.peer_ack
-        if ack is not None and 0 < (ack - nxt) % _MOD < _HALF:
-            self.next_seq = seq
-            self.gaps += 1
-            return self.segment(seq, payload)[0], True
         if seq not in self.pending or len(self.pending[seq]) < len(payload):
             self.pending_bytes += len(payload) - len(self.pending.get(seq, b""))
             self.pending[seq] = payload
+        if self._hole_acked():
+            return self._skip_acked_holes(), True
         if len(self.pending) > MAX_PENDING_SEGMENTS or self.pending_bytes > MAX_PENDING_BYTES:
             return self.skip_gap(), True
         return [], False
