@@ -78,7 +78,7 @@ class Session:
     """What the controlling station did and saw."""
 
     interrogation_ok: bool = False
-    command_ok: bool = False
+    command_ok: bool = False  # c104's transmit() result: see the note in test_iec104_peer
     setpoint_ok: bool = False
     seen: dict[int, float] = field(default_factory=dict)  # IOA -> value, as the client's points hold
 
@@ -97,7 +97,7 @@ def run_session(host: str, port: int, ca: int = CA, command: bool = True, setpoi
     import c104
 
     out = Session()
-    client = c104.Client(tick_rate_ms=50, command_timeout_ms=3000)
+    client = c104.Client(tick_rate_ms=50, command_timeout_ms=1000)
     # Init.MUTED: connect without STARTDT, then unmute() sends STARTDT_ACT. With Init.NONE c104
     # 2.2 sometimes leaves the connection muted (no STARTDT at all) and the test would hang.
     conn = client.add_connection(ip=host, port=port, init=c104.Init.MUTED)
@@ -108,9 +108,15 @@ def run_session(host: str, port: int, ca: int = CA, command: bool = True, setpoi
         conn.unmute()
         # OPEN only once STARTDT is confirmed (is_connected is already true before that)
         _wait(lambda: conn.state == c104.ConnectionState.OPEN, 5, f"no STARTDT_CON from {host}:{port}")
-        out.interrogation_ok = conn.interrogation(common_address=ca, cause=c104.Cot.ACTIVATION,
-                                                  qualifier=c104.Qoi.STATION, wait_for_response=True)
-        time.sleep(0.2)  # the interrogated values and ACT_TERM follow the confirmation
+        # wait_for_response=True sometimes misses a confirmation that arrives very early and
+        # returns False although ACT_CON came: wait for the interrogated points instead
+        conn.interrogation(common_address=ca, cause=c104.Cot.ACTIVATION, qualifier=c104.Qoi.STATION,
+                           wait_for_response=False)
+        monitored = (SP_IOA, ME_IOA, ME_TF_IOA)
+        _wait(lambda: all(station.get_point(io_address=ioa) is not None for ioa in monitored), 5,
+              "the interrogated points did not arrive")
+        out.interrogation_ok = True
+        time.sleep(0.2)  # ACT_TERM follows the values
         if command:
             sc = station.add_point(io_address=SC_IOA, type=c104.Type.C_SC_NA_1)
             sc.value = True
