@@ -16,7 +16,7 @@ def run(segments: list[tuple[int, bytes]], isn: int = 1000) -> bytes:
     out = b""
     for seq, data in segments:
         chunks, _gap = d.segment(seq, data)
-        out += b"".join(chunks)
+        out += b"".join(c[0] for c in chunks)
     return out
 
 
@@ -27,8 +27,8 @@ def test_in_order() -> None:
 def test_out_of_order_waits_for_the_hole() -> None:
     d = Direction()
     d.syn(999)
-    assert d.segment(1003, b"def") == ([], False)
-    assert d.segment(1000, b"abc") == ([b"abc", b"def"], False)
+    assert d.segment(1003, b"def", 7) == ([], False)
+    assert d.segment(1000, b"abc", 8) == ([(b"abc", 8, 0.0), (b"def", 7, 0.0)], False)
 
 
 def test_retransmission_dropped_and_overlap_tail_kept() -> None:
@@ -41,8 +41,8 @@ def test_sequence_wraps_around() -> None:
 
 def test_mid_stream_start() -> None:
     d = Direction()
-    assert d.segment(5555, b"xy") == ([b"xy"], False)
-    assert d.segment(5557, b"z") == ([b"z"], False)
+    assert d.segment(5555, b"xy")[0][0][0] == b"xy"
+    assert d.segment(5557, b"z")[0][0][0] == b"z"
 
 
 def test_lost_segment_is_skipped_after_enough_wait() -> None:
@@ -56,7 +56,7 @@ def test_lost_segment_is_skipped_after_enough_wait() -> None:
         out += chunks
         gap = gap or g
     assert gap and d.gaps == 1
-    assert b"".join(out) == bytes(65 + i % 26 for i in range(MAX_PENDING_SEGMENTS + 1))
+    assert b"".join(c[0] for c in out) == bytes(65 + i % 26 for i in range(MAX_PENDING_SEGMENTS + 1))
 
 
 @settings(max_examples=300, deadline=None)
@@ -71,3 +71,27 @@ def test_any_segmentation_and_order_gives_the_stream(stream: bytes, data: st.Dat
     shuffled = data.draw(st.permutations(segs))
     dups = data.draw(st.lists(st.sampled_from(segs), max_size=3))
     assert run([*shuffled, *dups]) == stream
+
+
+def test_keep_alive_before_any_data_is_not_data() -> None:
+    d = Direction()
+    d.acked(5000)
+    assert d.segment(4999, b"\x00") == ([], False)
+    assert d.segment(5000, b"abc", 3)[0] == [(b"abc", 3, 0.0)]
+
+
+def test_hole_the_peer_acknowledged_is_skipped_at_once() -> None:
+    d = Direction()
+    d.syn(999)
+    d.segment(1000, b"a")
+    d.acked(1010)  # the host got bytes 1001..1009 that the capture missed
+    chunks, gap = d.segment(1010, b"z", 9)
+    assert gap and chunks == [(b"z", 9, 0.0)]
+
+
+def test_waiting_segments_released_when_the_peer_acknowledges_past_the_hole() -> None:
+    d = Direction()
+    d.syn(999)
+    d.segment(1000, b"a")
+    assert d.segment(1005, b"later", 4) == ([], False)
+    assert d.acked(1010) == [(b"later", 4, 0.0)]

@@ -5,8 +5,8 @@ tail of an overlapping segment is kept, out-of-order segments wait until the hol
 A hole that never fills (the capture lost a segment) is skipped at once when the peer has
 already acknowledged past it (the host got bytes the capture missed), else once too many
 segments wait behind it, and at the end of the capture; the caller is told, so the protocol
-session can start afresh after the gap. A direction seen first through the peer's ACK starts
-at that number, so a keep-alive probe (one stale byte at ack - 1) is not taken for data.
+session can start afresh after the gap. A direction whose first segment is one byte just
+before the peer's ACK is a keep-alive probe: it starts the direction at the ACK, not as data.
 Reassembly is a few lines of state per direction, which is why no library is used for it.
 """
 
@@ -18,15 +18,22 @@ _MOD = 1 << 32
 _HALF = 1 << 31
 
 
+Chunk = tuple[bytes, int, float]  # bytes, frame number and time of the segment that carried them
+
+
 class Direction:
-    """Sequence state of one direction of one TCP connection."""
+    """Sequence state of one direction of one TCP connection.
+
+    Released chunks carry the frame that brought their bytes, so a PDU that waited behind a
+    hole is still reported at its own frame (the evidence), not at the frame that freed it.
+    """
 
     __slots__ = ("gaps", "next_seq", "peer_ack", "pending", "pending_bytes")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
         self.peer_ack: int | None = None  # highest ACK the other side sent for this direction
-        self.pending: dict[int, bytes] = {}
+        self.pending: dict[int, Chunk] = {}
         self.pending_bytes = 0
         self.gaps = 0
 
@@ -35,11 +42,9 @@ class Direction:
         self.pending.clear()
         self.pending_bytes = 0
 
-    def acked(self, ack: int) -> list[bytes]:
-        """The peer acknowledged up to ``ack``: remember it, start there if nothing else, and
-        release segments waiting behind a hole the peer has now acknowledged past."""
-        if self.next_seq is None:
-            self.next_seq = ack
+    def acked(self, ack: int) -> list[Chunk]:
+        """The peer acknowledged up to ``ack``: remember it, and release segments waiting
+        behind a hole the peer has now acknowledged past."""
         prev = self.peer_ack
         if prev is None or 0 < (ack - prev) % _MOD < _HALF:
             self.peer_ack = ack
@@ -51,18 +56,22 @@ class Direction:
         ack, nxt = self.peer_ack, self.next_seq
         return ack is not None and nxt is not None and 0 < (ack - nxt) % _MOD < _HALF
 
-    def _skip_acked_holes(self) -> list[bytes]:
-        out: list[bytes] = []
+    def _skip_acked_holes(self) -> list[Chunk]:
+        out: list[Chunk] = []
         while self.pending and self._hole_acked():
             out += self.skip_gap()
         return out
 
-    def segment(self, seq: int, payload: bytes) -> tuple[list[bytes], bool]:
+    def segment(self, seq: int, payload: bytes, frame: int = 0, ts: float = 0.0) -> tuple[list[Chunk], bool]:
         """In-order chunks this segment releases, and whether a gap was skipped first."""
         nxt = self.next_seq
         if nxt is None:  # capture started mid-stream: take this segment as the start
+            ack = self.peer_ack
+            if len(payload) <= 1 and ack is not None and (ack - seq) % _MOD == 1:
+                self.next_seq = ack  # a keep-alive probe: one stale byte just before the ACK
+                return [], False
             self.next_seq = (seq + len(payload)) % _MOD
-            return [payload], False
+            return [(payload, frame, ts)], False
         rel = (seq - nxt) % _MOD
         if rel >= _HALF:  # starts before next_seq: retransmission, maybe with new bytes
             rel -= _MOD
@@ -71,30 +80,31 @@ class Direction:
             payload = payload[-rel:]
             rel = 0
         if rel == 0:
-            out = [payload]
+            out = [(payload, frame, ts)]
             self.next_seq = (nxt + len(payload)) % _MOD
             if self.pending:
                 self._drain(out)
             return out, False
         # a hole before this segment: if the peer already acknowledged past its start, the bytes
         # reached the host but not the capture, and waiting for them is pointless
-        if seq not in self.pending or len(self.pending[seq]) < len(payload):
-            self.pending_bytes += len(payload) - len(self.pending.get(seq, b""))
-            self.pending[seq] = payload
+        held = self.pending.get(seq)
+        if held is None or len(held[0]) < len(payload):
+            self.pending_bytes += len(payload) - (len(held[0]) if held else 0)
+            self.pending[seq] = (payload, frame, ts)
         if self._hole_acked():
             return self._skip_acked_holes(), True
         if len(self.pending) > MAX_PENDING_SEGMENTS or self.pending_bytes > MAX_PENDING_BYTES:
             return self.skip_gap(), True
         return [], False
 
-    def flush(self) -> list[bytes]:
+    def flush(self) -> list[Chunk]:
         """End of capture: skip every remaining hole and release what waited behind them."""
-        out: list[bytes] = []
+        out: list[Chunk] = []
         while self.pending:
             out += self.skip_gap()
         return out
 
-    def skip_gap(self) -> list[bytes]:
+    def skip_gap(self) -> list[Chunk]:
         """Give up on the hole: resume at the earliest waiting segment."""
         if not self.pending or self.next_seq is None:
             return []
@@ -102,11 +112,11 @@ class Direction:
         first = min(self.pending, key=lambda s: (s - nxt) % _MOD)
         self.next_seq = first
         self.gaps += 1
-        out: list[bytes] = []
+        out: list[Chunk] = []
         self._drain(out)
         return out
 
-    def _drain(self, out: list[bytes]) -> None:
+    def _drain(self, out: list[Chunk]) -> None:
         pending = self.pending
         while pending:
             nxt = self.next_seq
@@ -115,7 +125,7 @@ class Direction:
             for seq in list(pending):
                 rel = (seq - nxt) % _MOD
                 if rel >= _HALF or rel == 0:
-                    data = pending.pop(seq)
+                    data, frame, ts = pending.pop(seq)
                     self.pending_bytes -= len(data)
                     if rel:
                         rel -= _MOD
@@ -123,7 +133,7 @@ class Direction:
                             progressed = True
                             continue
                         data = data[-rel:]
-                    out.append(data)
+                    out.append((data, frame, ts))
                     self.next_seq = (nxt + len(data)) % _MOD
                     progressed = True
                     break
