@@ -14,11 +14,11 @@ from interlock.capture.decode import decode_records
 from interlock.protocols.base import Direction, OpClass, Operation
 
 
-def ops_by_frame(path: Path, protocol: str) -> dict[int, list[Operation]]:
-    """Operations of one protocol grouped by the frame that completed them."""
+def ops_by_frame(path: Path, *protocols: str) -> dict[int, list[Operation]]:
+    """Operations of the given protocols grouped by the frame that completed them."""
     out: dict[int, list[Operation]] = defaultdict(list)
     for row in decode_records(path):
-        if row["protocol"] != protocol:
+        if row["protocol"] not in protocols:
             continue
         detail = row["detail"]
         values = row["values"]

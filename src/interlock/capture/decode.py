@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from interlock.capture.packet import TCP, Packet, dissect
 from interlock.capture.pcap import CaptureError, Frame, read_frames
+from interlock.capture.reassembly import Chunk
 from interlock.capture.reassembly import Direction as TcpDirection
 from interlock.capture.records import Endpoints, RecordBuilder
 from interlock.protocols.base import Operation, Probe, ProtocolSpec, Session
@@ -90,7 +91,6 @@ class Decoder:
         self.flows: dict[tuple[str, int, str, int, int], tuple[Flow, bool]] = {}
         self.builder = RecordBuilder(batch_size)
         self.stats = Stats()
-        self.last = (0, 0.0)  # last frame number and time, for what the end of input releases
 
     def frames(self, frames: Iterable[Frame]) -> Iterator[pa.RecordBatch]:
         """Decode frames; yield record batches as they fill up, then the rest."""
@@ -110,8 +110,6 @@ class Decoder:
                     yield batch
             if number % SWEEP_EVERY == 0:
                 self._sweep(ts)
-        if number:
-            self.last = (number, ts)
         stats.frames = number
         self.finish()
         batch = builder.flush()
@@ -134,19 +132,19 @@ class Decoder:
             if flags & ACK:
                 released = (tcp[1] if from_client else tcp[0]).acked(ack)
                 if released:  # the peer acknowledged past a hole the capture never filled
-                    self._after_gap(flow, number, ts, released, not from_client)
+                    self._after_gap(flow, released, not from_client)
             if flags & SYN:
                 (tcp[0] if from_client else tcp[1]).syn(seq)
                 return
             if not payload:
                 return
             direction = tcp[0] if from_client else tcp[1]
-            chunks, gap = direction.segment(seq, payload)
+            chunks, gap = direction.segment(seq, payload, number, ts)
             if gap:
-                self._after_gap(flow, number, ts, chunks, from_client)
+                self._after_gap(flow, chunks, from_client)
             else:
-                for chunk in chunks:
-                    self._deliver(flow, number, ts, chunk, from_client)
+                for chunk, frame, at in chunks:
+                    self._deliver(flow, frame, at, chunk, from_client)
         elif payload:
             self._deliver(flow, number, ts, payload, from_client)
 
@@ -172,15 +170,13 @@ class Decoder:
         self.flows[(dst, dport, src, sport, proto)] = (flow, not from_client)
         return flow, from_client
 
-    def _after_gap(
-        self, flow: Flow, number: int, ts: float, chunks: list[bytes], from_client: bool
-    ) -> None:
-        """Bytes that follow lost ones: the session starts afresh, since its framing is lost."""
+    def _after_gap(self, flow: Flow, chunks: list[Chunk], from_client: bool) -> None:
+        """Bytes that follow lost ones: the session drops that direction's partial PDU."""
         self.stats.tcp_gaps += 1
-        if flow.session is not None and flow.protocol is not None:
-            flow.session = flow.protocol.session()
-        for chunk in chunks:
-            self._deliver(flow, number, ts, chunk, from_client)
+        if flow.session is not None:
+            flow.session.lost(from_client)
+        for chunk, frame, at in chunks:
+            self._deliver(flow, frame, at, chunk, from_client)
 
     def _deliver(self, flow: Flow, number: int, ts: float, data: bytes, from_client: bool) -> None:
         session = flow.session
@@ -239,7 +235,6 @@ class Decoder:
 
     def finish(self) -> None:
         """End of input: release segments still waiting behind holes, then forget all flows."""
-        number, ts = self.last
         seen: set[int] = set()
         for flow, _ in list(self.flows.values()):
             if id(flow) in seen or flow.tcp is None:
@@ -248,7 +243,7 @@ class Decoder:
             for from_client, direction in ((True, flow.tcp[0]), (False, flow.tcp[1])):
                 chunks = direction.flush()
                 if chunks and (flow.session is not None or flow.undecided):
-                    self._after_gap(flow, number, ts, chunks, from_client)
+                    self._after_gap(flow, chunks, from_client)
         self.flows.clear()
 
 

@@ -91,6 +91,10 @@ class Session(Protocol):
 
     def feed(self, data: bytes, from_client: bool) -> list[Operation]: ...
 
+    def lost(self, from_client: bool) -> None:
+        """Bytes of one direction never arrived (a capture gap): drop that direction's partial
+        PDU and resynchronise on what comes next; pairing state of the conversation is kept."""
+
 
 @dataclass(frozen=True, slots=True)
 class ProtocolSpec:

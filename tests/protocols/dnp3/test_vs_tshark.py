@@ -1,7 +1,7 @@
 """Interlock's DNP3 session against tshark (the reference decoder) on the shared captures.
 
-TCP payloads are taken per connection and direction with dpkt (``_pcap.py``) and fed to one
-:class:`DNP3Session` per connection; each Operation is attributed to the frame whose payload
+Each capture goes through the whole decoder (reader, TCP reassembly, recognition by content,
+one :class:`DNP3Session` per connection); each Operation is attributed to the frame whose payload
 completed it, which is also where tshark shows a reassembled application fragment. Per frame we
 compare: malformed or not, application function codes, sequence numbers, IIN, link addresses
 and DIR, link-only functions, object headers (group/variation), ranges and index prefixes, and
@@ -25,6 +25,7 @@ from interlock.protocols.dnp3 import DNP3Session, probe
 from interlock.protocols.dnp3.fields import HEADERS_ONLY_FUNCTIONS, PrimaryFunction, SecondaryFunction
 from interlock.protocols.dnp3.objects import Kind, layout
 from interlock.protocols.dnp3.session import iin_status
+from tests.conformance.pipeline import ops_by_frame
 from tests.conformance.tshark import AGG, SEP, require_tshark
 
 from ._pcap import SERVER_PORT, tcp_payloads
@@ -256,7 +257,7 @@ def test_vs_tshark(capture: str) -> None:
     require_tshark()
     path = PCAPS / capture
     rows = tshark_rows(path, FIELDS)
-    ours = _our_ops(path)
+    ours = ops_by_frame(path, "dnp3")
     frames = sorted(set(rows) | set(ours))
     compared = agreeing = skipped = 0
     unexpected: list[str] = []

@@ -19,6 +19,7 @@ import pytest
 from interlock.protocols.base import Operation
 from interlock.protocols.iec104 import Iec104Session, probe
 from interlock.protocols.iec104.fields import UFunction
+from tests.conformance.pipeline import ops_by_frame
 from tests.conformance.tshark import AGG, SEP, require_tshark
 from tests.protocols.iec104.pcap_streams import Segment, tcp_segments
 
@@ -164,7 +165,8 @@ def _decode(segments: list[Segment]) -> tuple[dict[int, list[Operation]], set[tu
 
 def compare(capture: Path) -> Result:
     segments = tcp_segments(capture)
-    ours, found = _decode(segments)
+    _, found = _decode(segments)  # which servers the probe recognises, stream by stream
+    ours = ops_by_frame(capture, "iec104")  # what the whole decoder writes
     rows = tshark_fields(capture, FIELDS, "iec60870_104")
     res = Result()
     theirs_servers: set[tuple[str, int]] = set()

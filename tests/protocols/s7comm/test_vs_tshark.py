@@ -22,6 +22,7 @@ import pytest
 
 from interlock.protocols.base import Operation
 from interlock.protocols.s7comm import S7Session
+from tests.conformance.pipeline import ops_by_frame
 from tests.conformance.tshark import AGG, SEP, require_tshark
 from tests.protocols.s7comm.pcap_streams import CAPTURES, segments
 
@@ -162,7 +163,7 @@ def _error_code(op: Operation) -> int:
 
 def compare(path: Path) -> dict[str, Any]:
     """Frame-by-frame comparison of one capture; returns counts and disagreements."""
-    ours = run_session(path)
+    ours = ops_by_frame(path, "s7comm", "s7comm-plus")
     rows = tshark_fields(path, FIELDS, "s7comm || cotp")
     seen = set()
     agree = more = 0

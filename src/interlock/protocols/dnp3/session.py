@@ -127,6 +127,10 @@ class DNP3Session:
         # (outstation, application seq) -> OpClass of the request awaiting its response
         self._requests: dict[tuple[int, int], OpClass] = {}
 
+    def lost(self, from_client: bool) -> None:
+        """Bytes of one direction were lost: resynchronise its link framing, keep the rest."""
+        self._streams[from_client] = _Stream()
+
     def feed(self, data: bytes, from_client: bool) -> list[Operation]:
         """Operations completed by the next ``data`` of one direction; never raises."""
         st = self._streams[from_client]

@@ -247,6 +247,12 @@ class Iec104Session:
         self._tx: dict[bool, int | None] = {True: None, False: None}
         self._open: dict[tuple[int, int, int], int] = {}
 
+    def lost(self, from_client: bool) -> None:
+        """Octets of one direction were lost: drop its partial APDU, keep the rest."""
+        self._pending[from_client] = b""
+        self._skip_reason[from_client] = None
+        self._skipped[from_client] = 0
+
     def feed(self, data: bytes, from_client: bool) -> list[Operation]:
         """Operations completed by ``data``, the next octets sent by one side."""
         pending = self._pending[from_client]

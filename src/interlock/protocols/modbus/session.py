@@ -545,6 +545,13 @@ class ModbusSession:
         # the client retried with the same id; insertion order is age, for eviction.
         self._pending: dict[int, Any] = {}
 
+    def lost(self, from_client: bool) -> None:
+        """Bytes of one direction were lost: drop its partial ADU, keep open transactions."""
+        if from_client:
+            self._client = b""
+        else:
+            self._server = b""
+
     def feed(self, data: bytes, from_client: bool) -> list[Operation]:
         """Operations completed by ``data``, the next bytes of one direction."""
         if type(data) is not bytes:

@@ -338,6 +338,11 @@ class S7Session:
 
     # --- framing -----------------------------------------------------------------------
 
+
+    def lost(self, from_client: bool) -> None:
+        """Bytes of one direction were lost: drop its partial TPKT and DT data, keep the rest."""
+        self._buf[from_client].clear()
+        self._seg[from_client].clear()
     def feed(self, data: bytes, from_client: bool) -> list[Operation]:
         """Operations completed by the next bytes of one direction. Never raises."""
         d = 1 if from_client else 0
