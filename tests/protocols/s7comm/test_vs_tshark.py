@@ -234,7 +234,18 @@ def results() -> dict[str, dict[str, Any]]:
 def test_every_frame_agrees_with_tshark(results: dict[str, dict[str, Any]], name: str) -> None:
     r = results[name]
     assert r["frames"] > 0
-    assert r["disagree"] == [], f"{len(r['disagree'])} frames disagree: {r['disagree'][:3]}"
+    disagree = [d for d in r["disagree"] if (name, d[0]) not in EXPECTED]
+    assert disagree == [], f"{len(disagree)} frames disagree: {disagree[:3]}"
+
+
+# Frames where the whole decoder (TCP reassembly included) rightly differs from tshark.
+EXPECTED = {
+    ("wincc_s300_setup-alarm-read_2.pcapng", 421): (
+        "7 bytes before this Read Var job are missing from the capture and not yet "
+        "acknowledged; the retransmission in frame 422 brings them, so we report the job "
+        "at 422, where its bytes are complete; tshark dissects 421 over the hole"
+    ),
+}
 
 
 @pytest.mark.parametrize("name", [p.name for p in _captures()])
@@ -250,7 +261,8 @@ def test_no_malformed_where_tshark_sees_none(
 def test_operations_only_in_frames_tshark_decodes(
     results: dict[str, dict[str, Any]], name: str
 ) -> None:
-    assert results[name]["unseen"] == []
+    unseen = [f for f in results[name]["unseen"] if (name, f - 1) not in EXPECTED]
+    assert unseen == []
 
 
 @pytest.mark.parametrize("name", [p.name for p in _captures()])
