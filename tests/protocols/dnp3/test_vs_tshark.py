@@ -25,6 +25,7 @@ from interlock.protocols.dnp3 import DNP3Session, probe
 from interlock.protocols.dnp3.fields import HEADERS_ONLY_FUNCTIONS, PrimaryFunction, SecondaryFunction
 from interlock.protocols.dnp3.objects import Kind, layout
 from interlock.protocols.dnp3.session import iin_status
+from tests.conformance import agreement
 from tests.conformance.pipeline import ops_by_frame
 from tests.conformance.tshark import AGG, SEP, require_tshark
 
@@ -288,6 +289,7 @@ def test_vs_tshark(capture: str) -> None:
         elif expected is None or (set(diff) != expected[0] if expected[0] is not None
                                   else "malformed" in diff):
             unexpected.append(f"#{frame}: {diff}")
+    agreement.record("dnp3", capture, compared, agreeing, compared - agreeing - len(unexpected))
     print(f"\n{capture}: {compared} frames compared, {agreeing} agree, {skipped} TCP "
           "retransmissions skipped")
     assert not unexpected, f"{capture}: {len(unexpected)} unexplained differences:\n" + "\n".join(

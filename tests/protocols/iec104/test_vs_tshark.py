@@ -19,6 +19,7 @@ import pytest
 from interlock.protocols.base import Operation
 from interlock.protocols.iec104 import Iec104Session, probe
 from interlock.protocols.iec104.fields import UFunction
+from tests.conformance import agreement
 from tests.conformance.pipeline import ops_by_frame
 from tests.conformance.tshark import AGG, SEP, require_tshark
 from tests.protocols.iec104.pcap_streams import Segment, tcp_segments
@@ -208,6 +209,8 @@ def compare(capture: Path) -> Result:
 def test_agrees_with_tshark(capture: Path) -> None:
     require_tshark()
     res = compare(capture)
+    agreement.record("iec104", capture.name, res.compared, res.agreeing,
+                     res.compared - res.agreeing)
     print(f"\n{capture.name}: {res.compared} frames compared, {res.agreeing} agree, "
           f"{len(res.ours_only)} decoded by Interlock only, malformed {res.malformed}")
     for line in res.disagreements:

@@ -17,6 +17,7 @@ import pytest
 
 from interlock.protocols.base import Direction, Operation, Probe
 from interlock.protocols.modbus import ExceptionCode, probe
+from tests.conformance import agreement
 from tests.conformance.pipeline import ops_by_frame
 from tests.conformance.tshark import AGG, SEP, require_tshark
 from tests.protocols.modbus.pcap_streams import tcp_chunks
@@ -160,6 +161,7 @@ def test_agrees_with_tshark(capture: Path) -> None:
         if diff:
             disagree[frame] = diff
     agreeing = len(frames) - len(disagree)
+    agreement.record("modbus", capture.name, len(frames), agreeing, len(disagree))
     print(f"\n{capture.name}: {len(frames)} frames compared, {agreeing} agree"
           + (f", differ: {dict(list(disagree.items())[:8])}" if disagree else ""))
     expected = EXPECTED_DISAGREEMENTS.get(capture.name, {})

@@ -22,6 +22,7 @@ import pytest
 
 from interlock.protocols.base import Operation
 from interlock.protocols.s7comm import S7Session
+from tests.conformance import agreement
 from tests.conformance.pipeline import ops_by_frame
 from tests.conformance.tshark import AGG, SEP, require_tshark
 from tests.protocols.s7comm.pcap_streams import CAPTURES, segments
@@ -219,6 +220,7 @@ def results() -> dict[str, dict[str, Any]]:
     out = {p.name: compare(p) for p in captures}
     print("\nS7comm vs tshark 4.0: frames compared / agreeing (of which we decode more)")
     for name, r in out.items():
+        agreement.record("s7comm", name, r["frames"], r["agree"], len(r["disagree"]))
         print(f"  {name:64s} {r['frames']:6d} {r['agree']:6d} ({r['more']}), "
               f"s7comm-plus ops {r['plus']}, retransmitted frames only we decode "
               f"{r['retransmissions']}")  # fmt: skip
