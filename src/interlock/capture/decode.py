@@ -93,12 +93,30 @@ class Decoder:
         self.stats = Stats()
 
     def frames(self, frames: Iterable[Frame]) -> Iterator[pa.RecordBatch]:
-        """Decode frames; yield record batches as they fill up, then the rest."""
+        """Decode frames; yield record batches as they fill up, then the rest.
+
+        If the capture turns out damaged (``CaptureError``), everything decoded before the
+        damage is yielded first, then the error is raised: no decoded record is lost.
+        """
+        try:
+            yield from self._frames(frames)
+        except CaptureError:
+            self.finish()
+            batch = self.builder.flush()
+            if batch is not None:
+                yield batch
+            raise
+        self.finish()
+        batch = self.builder.flush()
+        if batch is not None:
+            yield batch
+
+    def _frames(self, frames: Iterable[Frame]) -> Iterator[pa.RecordBatch]:
         stats = self.stats
         builder = self.builder
         packet = self._packet
-        number = 0
         for number, ts, linktype, data in frames:
+            stats.frames = number
             pkt = dissect(linktype, data)
             if pkt.__class__ is str:
                 stats.skipped[pkt] += 1
@@ -110,11 +128,6 @@ class Decoder:
                     yield batch
             if number % SWEEP_EVERY == 0:
                 self._sweep(ts)
-        stats.frames = number
-        self.finish()
-        batch = builder.flush()
-        if batch is not None:
-            yield batch
 
     def _packet(self, number: int, ts: float, pkt: Packet) -> None:
         src, dst, sport, dport, proto, seq, flags, payload, ack = pkt
