@@ -25,6 +25,8 @@ from interlock.capture.pcap import CaptureError, read_frames
 
 PROGRESS_MIN_BYTES = 8 << 20  # smaller files finish before a bar would help
 err = Console(stderr=True)
+if not err.is_terminal:
+    err.width = 120  # logs and pipes: do not squeeze the summary into 80 columns
 
 
 class _Counted:

@@ -26,6 +26,7 @@ from interlock.protocols.registry import PROTOCOLS
 IDLE_TIMEOUT_S = 600.0
 SWEEP_EVERY = 50_000  # frames between sweeps of idle flows
 PROBE_BUDGET = 512  # bytes seen in one direction without a YES before a flow is called not-ICS
+NOT_ICS_ON_ICS_PORT = "not ICS, on an ICS port"
 SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
 
 
@@ -239,6 +240,9 @@ class Decoder:
             if not other or len(other) > PROBE_BUDGET:
                 flow.undecided = False
                 flow.probe_buf = {True: b"", False: b""}
+                if _registered_side(sport, dport, tcp) is not None:
+                    # e.g. HTTP on 502, or a stream that opens with garbage: worth a look
+                    self.stats.flows[NOT_ICS_ON_ICS_PORT] += 1
         return None
 
     def _sweep(self, now: float) -> None:
