@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from interlock.capture.packet import TCP, Packet, dissect
 from interlock.capture.pcap import CaptureError, Frame, read_frames
@@ -100,17 +101,28 @@ class Decoder:
         damage is yielded first, then the error is raised: no decoded record is lost.
         """
         try:
-            yield from self._frames(frames)
+            for batch in self._frames(frames):
+                yield self._counted(batch)
         except CaptureError:
             self.finish()
             batch = self.builder.flush()
             if batch is not None:
-                yield batch
+                yield self._counted(batch)
             raise
         self.finish()
         batch = self.builder.flush()
         if batch is not None:
-            yield batch
+            yield self._counted(batch)
+
+    def _counted(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Operations and malformed PDUs per protocol, counted a batch at a time."""
+        protocols = batch.column("protocol")
+        for item in pc.value_counts(protocols).to_pylist():
+            self.stats.operations[item["values"]] += item["counts"]
+        bad = pc.filter(protocols, pc.is_valid(batch.column("malformed")))
+        for item in pc.value_counts(bad).to_pylist():
+            self.stats.malformed[item["values"]] += item["counts"]
+        return batch
 
     def _frames(self, frames: Iterable[Frame]) -> Iterator[pa.RecordBatch]:
         stats = self.stats
@@ -144,15 +156,30 @@ class Decoder:
         tcp = flow.tcp
         if tcp is not None:
             if flags & ACK:
-                released = (tcp[1] if from_client else tcp[0]).acked(ack)
-                if released:  # the peer acknowledged past a hole the capture never filled
-                    self._after_gap(flow, released, not from_client)
+                other = tcp[1] if from_client else tcp[0]
+                if other.pending:
+                    released = other.acked(ack)
+                    if released:  # the peer acknowledged past a hole the capture never filled
+                        self._after_gap(flow, released, not from_client)
+                else:
+                    other.peer_ack = ack  # inlined Direction.acked for the common case
             if flags & SYN:
                 (tcp[0] if from_client else tcp[1]).syn(seq)
                 return
             if not payload:
                 return
             direction = tcp[0] if from_client else tcp[1]
+            session = flow.session
+            if session is not None and seq == direction.next_seq and not direction.pending:
+                # the common case, inlined: the next bytes in order, for a known protocol
+                direction.next_seq = (seq + len(payload)) & 0xFFFFFFFF
+                ops = session.feed(payload, from_client)
+                if ops:
+                    ends = flow.ends[from_client]
+                    append = self.builder._rows.append
+                    for op in ops:
+                        append((number, ts, ends, *op))
+                return
             chunks, gap = direction.segment(seq, payload, number, ts)
             if gap:
                 self._after_gap(flow, chunks, from_client)
@@ -211,13 +238,9 @@ class Decoder:
             self._emit(ops, number, ts, flow.ends[from_client])
 
     def _emit(self, ops: list[Operation], number: int, ts: float, ends: Endpoints) -> None:
-        add = self.builder.add
-        stats = self.stats
+        append = self.builder._rows.append
         for op in ops:
-            add(number, ts, ends, op)
-            stats.operations[op.protocol] += 1
-            if op.malformed is not None:
-                stats.malformed[op.protocol] += 1
+            append((number, ts, ends, *op))
 
     def _recognise(
         self, flow: Flow, sport: int, dport: int, tcp: bool, data: bytes, from_client: bool
