@@ -154,5 +154,8 @@ def _summary(stats_all: list[tuple[Path, Stats]]) -> None:
         err.print("frames not decoded: " + ", ".join(parts))
 
 
+# Subcommands that live with their packages are registered here, one line each.
+
+
 if __name__ == "__main__":
     main()
