@@ -107,32 +107,49 @@ def _read_pcap(b: _Buffer, name: str) -> Iterator[Frame]:
     snaplen, network = struct.unpack_from(endian + "II", b.buf, 16)
     linktype = network & 0x0FFFFFFF
     b.pos = 24
-    rec = struct.Struct(endian + "IIII")
+    unpack = struct.Struct(endian + "IIII").unpack_from
     frame = 0
     # Bounds well above any real snaplen; a larger record means the file is corrupt.
     limit = max(snaplen, 262144) if snaplen else 262144
+    # The hot loop works on local copies of the window (buf, pos, its length n) and goes back
+    # to ``b`` only to refill it or to name an offset in an error.
+    buf = b.buf
+    pos = b.pos
+    n = len(buf)
     while True:
-        if not b.need(16):
-            if b.pos < len(b.buf):
-                raise CaptureError(
-                    f"{name}: truncated record header at byte {b.offset} after frame {frame}"
-                )
-            return
-        sec, frac, incl, _orig = rec.unpack_from(b.buf, b.pos)
+        if n - pos < 16:
+            b.pos = pos
+            if not b.need(16):
+                if b.pos < len(b.buf):
+                    raise CaptureError(
+                        f"{name}: truncated record header at byte {b.offset} after frame {frame}"
+                    )
+                return
+            buf = b.buf
+            pos = b.pos
+            n = len(buf)
+        sec, frac, incl, _orig = unpack(buf, pos)
         if incl > limit:
+            b.pos = pos
             raise CaptureError(
                 f"{name}: corrupt record at byte {b.offset} after frame {frame} "
                 f"(captured length {incl} exceeds snaplen {snaplen})"
             )
-        if not b.need(16 + incl):
-            raise CaptureError(
-                f"{name}: truncated frame {frame + 1} at byte {b.offset} "
-                f"({len(b.buf) - b.pos - 16} of {incl} bytes present)"
-            )
-        start = b.pos + 16
+        start = pos + 16
+        pos = start + incl
+        if pos > n:
+            b.pos = start - 16
+            if not b.need(16 + incl):
+                raise CaptureError(
+                    f"{name}: truncated frame {frame + 1} at byte {b.offset} "
+                    f"({len(b.buf) - b.pos - 16} of {incl} bytes present)"
+                )
+            buf = b.buf
+            start = b.pos + 16
+            pos = start + incl
+            n = len(buf)
         frame += 1
-        b.pos = start + incl
-        yield frame, sec + frac * scale, linktype, b.buf[start : start + incl]
+        yield frame, sec + frac * scale, linktype, buf[start:pos]
 
 
 _PCAPNG_EPB = 6

@@ -7,9 +7,12 @@ plain lists and turned into Arrow record batches every ``batch_size`` rows, so m
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from interlock.protocols.base import Operation
@@ -45,6 +48,11 @@ COLUMNS = SCHEMA.names
 Endpoints = tuple[str, str, int, int, str]  # src, dst, sport, dport, transport of one direction
 _ENDPOINT_COLUMNS = ("src", "dst", "sport", "dport", "transport")
 _ROW = ("frame", "ts", "endpoints", *Operation._fields)
+# Arrow type of each endpoint column's values (the dictionary's values for dictionary columns).
+_VALUE_TYPES = {
+    name: t.value_type if pa.types.is_dictionary(t) else t
+    for name, t in ((n, SCHEMA.field(n).type) for n in _ENDPOINT_COLUMNS)
+}
 
 
 class RecordBuilder:
@@ -69,30 +77,31 @@ class RecordBuilder:
     def flush(self) -> pa.RecordBatch | None:
         if not self._rows:
             return None
+        # Nothing here makes reference cycles, but the Python objects it makes would set off
+        # collections that walk every row still held: a third of the flush time.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._flush()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _flush(self) -> pa.RecordBatch:
         columns: dict[str, Any] = dict(zip(_ROW, zip(*self._rows, strict=True), strict=True))
         self._rows = []
-        index: dict[Endpoints, int] = {}
-        take = pa.array([index.setdefault(e, len(index)) for e in columns.pop("endpoints")], pa.int32())
+        ends = columns.pop("endpoints")
+        index = {e: i for i, e in enumerate(dict.fromkeys(ends))}
+        take = pa.array(list(map(index.__getitem__, ends)), pa.int32())
         for name, values in zip(_ENDPOINT_COLUMNS, zip(*index, strict=True), strict=True):
-            columns[name] = pa.array(values, SCHEMA.field(name).type.value_type
-                                     if pa.types.is_dictionary(SCHEMA.field(name).type)
-                                     else SCHEMA.field(name).type).take(take)
-        columns["ts"] = [round(t * 1_000_000) for t in columns["ts"]]
-        columns["detail"] = [
-            None if d is None else json.dumps(d, separators=(",", ":"), default=_jsonable)
-            for d in columns["detail"]
+            columns[name] = pa.array(values, _VALUE_TYPES[name]).take(take)
+        columns["ts"] = np.round(np.array(columns["ts"], np.float64) * 1e6).astype(np.int64)
+        encode = _encode_detail
+        columns["detail"] = [None if d is None else encode(d) for d in columns["detail"]]
+        arrays = [
+            data if isinstance(data, pa.Array) else pa.array(data, f.type)
+            for f, data in zip(SCHEMA, map(columns.__getitem__, COLUMNS), strict=True)
         ]
-        arrays = []
-        for f in SCHEMA:
-            data = columns[f.name]
-            if pa.types.is_dictionary(f.type):
-                if not isinstance(data, pa.Array):
-                    data = pa.array(data, pa.string())
-                arrays.append(data.dictionary_encode().cast(f.type))
-            elif isinstance(data, pa.Array):
-                arrays.append(data)
-            else:
-                arrays.append(pa.array(data, f.type))
         return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
 
 
@@ -103,3 +112,29 @@ def _jsonable(value: object) -> object:
     if isinstance(value, tuple | set | frozenset):
         return list(value)
     return str(value)
+
+
+def _detail_encoder() -> Callable[[Any], str]:
+    """``json.dumps(d, separators=(",", ":"), default=_jsonable)``, without building an encoder
+    per call: the C encoder that ``json.JSONEncoder.encode`` uses when it can, made once.
+    Falls back to the public encoder when this Python's C encoder differs."""
+    public = json.JSONEncoder(separators=(",", ":"), default=_jsonable).encode
+    try:
+        from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+
+        chunks = c_make_encoder(None, _jsonable, encode_basestring_ascii, None, ":", ",", False,
+                                False, True)
+        join = "".join
+
+        def fast(d: Any) -> str:
+            return join(chunks(d, 0))
+
+        sample = {"a": [1, 2.5, None, True, "é\"", float("nan")], "b": {"c": b"\x01"}, "d": (1,)}
+        if fast(sample) == public(sample):
+            return fast
+    except Exception:  # any difference in the private API: use the public one
+        pass
+    return public
+
+
+_encode_detail = _detail_encoder()
