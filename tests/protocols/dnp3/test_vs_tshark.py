@@ -13,7 +13,6 @@ Known, explained differences are listed in ``EXPECTED``; anything else fails the
 from __future__ import annotations
 
 import math
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from interlock.protocols.dnp3.objects import Kind, layout
 from interlock.protocols.dnp3.session import iin_status
 from tests.conformance import agreement
 from tests.conformance.pipeline import ops_by_frame
-from tests.conformance.tshark import AGG, SEP, require_tshark
+from tests.conformance.tshark import require_tshark, tshark_fields
 
 from ._pcap import SERVER_PORT, tcp_payloads
 
@@ -95,24 +94,8 @@ EXPECTED: dict[tuple[str, int], tuple[set[str] | None, str]] = {
 
 
 def tshark_rows(capture: Path, fields: list[str]) -> dict[int, dict[str, list[str]]]:
-    """tshark -T fields rows of DNP3 frames, by frame number.
-
-    Same command as ``tests.conformance.tshark.tshark_fields``, but lines are split on "\\n"
-    only: ``str.splitlines`` also breaks on the "\\x1e" aggregator, which that helper uses.
-    """
-    cols = ["frame.number", *fields]
-    cmd = [require_tshark(), "-n", "-r", str(capture), "-Y", FILTER, "-T", "fields",
-           "-E", f"separator={SEP}", "-E", f"aggregator={AGG}", "-E", "occurrence=a"]
-    for c in cols:
-        cmd += ["-e", c]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rows = {}
-    for line in out.split("\n"):
-        if line:
-            parts = line.split(SEP)
-            row = {c: (p.split(AGG) if p else []) for c, p in zip(cols, parts, strict=True)}
-            rows[int(row["frame.number"][0])] = row
-    return rows
+    """tshark -T fields rows of DNP3 frames, by frame number."""
+    return {int(row["frame.number"][0]): row for row in tshark_fields(capture, fields, FILTER)}
 
 
 def _captures() -> list[str]:

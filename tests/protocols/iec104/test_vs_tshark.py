@@ -9,7 +9,6 @@ and every value are compared. Known disagreements are documented where they are 
 from __future__ import annotations
 
 import math
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from interlock.protocols.iec104 import Iec104Session, probe
 from interlock.protocols.iec104.fields import UFunction
 from tests.conformance import agreement
 from tests.conformance.pipeline import ops_by_frame
-from tests.conformance.tshark import AGG, SEP, require_tshark
+from tests.conformance.tshark import require_tshark, tshark_fields
 from tests.protocols.iec104.pcap_streams import Segment, tcp_segments
 
 pytestmark = pytest.mark.conformance
@@ -59,22 +58,6 @@ for _types, _field in (
 VALUES = sorted(set(VALUE_FIELD.values()))
 FIELDS = [*APCI, *DUI, "iec60870_asdu.ioa", *VALUES, "_ws.col.Info", "_ws.expert"]
 
-
-def tshark_fields(capture: Path, fields: list[str], display_filter: str) -> list[dict[str, list[str]]]:
-    """As tests.conformance.tshark.tshark_fields, but split lines on "\\n" only: its
-    ``str.splitlines()`` also splits on the aggregator \\x1e, which breaks multi-APDU frames."""
-    cols = ["frame.number", *fields]
-    cmd = [require_tshark(), "-n", "-r", str(capture), "-Y", display_filter, "-T", "fields",
-           "-E", f"separator={SEP}", "-E", f"aggregator={AGG}", "-E", "occurrence=a"]
-    for c in cols:
-        cmd += ["-e", c]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rows = []
-    for line in out.split("\n"):
-        if line:
-            parts = line.split(SEP)
-            rows.append({c: (p.split(AGG) if p else []) for c, p in zip(cols, parts, strict=True)})
-    return rows
 
 
 def _bswap32(v: float) -> float:

@@ -9,7 +9,6 @@ frame where the two disagree must be listed in ``EXPECTED_DISAGREEMENTS`` with t
 
 from __future__ import annotations
 
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from interlock.protocols.base import Direction, Operation, Probe
 from interlock.protocols.modbus import ExceptionCode, probe
 from tests.conformance import agreement
 from tests.conformance.pipeline import ops_by_frame
-from tests.conformance.tshark import AGG, SEP, require_tshark
+from tests.conformance.tshark import require_tshark
+from tests.conformance.tshark import tshark_fields as tshark_rows
 from tests.protocols.modbus.pcap_streams import tcp_chunks
 
 CAPTURES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pcaps" / "modbus"
@@ -120,22 +120,6 @@ def _as_tshark(ops: list[Operation]) -> dict[str, list[str]]:
             out["modbus.object_str_value"] += list(detail.get("objects", {}).values())
     return out
 
-
-def tshark_rows(capture: Path, fields: list[str], display_filter: str) -> list[dict[str, list[str]]]:
-    """``tshark_fields`` of tests/conformance/tshark.py, split on "\\n" only.
-
-    That helper splits lines with ``str.splitlines``, which also breaks on its own aggregator
-    "\\x1e", so any multi-occurrence field (several PDUs in a frame) breaks the row.
-    """
-    exe = require_tshark()
-    cols = ["frame.number", *fields]
-    cmd = [exe, "-n", "-r", str(capture), "-Y", display_filter, "-T", "fields",
-           "-E", f"separator={SEP}", "-E", f"aggregator={AGG}", "-E", "occurrence=a"]
-    for c in cols:
-        cmd += ["-e", c]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return [{c: (p.split(AGG) if p else []) for c, p in zip(cols, line.split(SEP), strict=True)}
-            for line in out.split("\n") if line]
 
 
 def _captures() -> list[Path]:

@@ -13,7 +13,6 @@ fragmented SZL answer (tshark shows it on the last fragment, after reassembly).
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from interlock.protocols.base import Operation
 from interlock.protocols.s7comm import S7Session
 from tests.conformance import agreement
 from tests.conformance.pipeline import ops_by_frame
-from tests.conformance.tshark import AGG, SEP, require_tshark
+from tests.conformance.tshark import require_tshark, tshark_fields
 from tests.protocols.s7comm.pcap_streams import CAPTURES, segments
 
 pytestmark = pytest.mark.conformance
@@ -43,24 +42,6 @@ FIELDS = [
 COMPARED = ["cotp", "rosctr", "pduref", "func", "itemcount", "area", "db", "byte", "group",
             "subfunc", "szl", "error"]  # fmt: skip
 
-
-def tshark_fields(path: Path, fields: list[str], display_filter: str) -> list[dict[str, list[str]]]:
-    """``tshark -T fields`` rows, like tests/conformance/tshark.py but split on newlines only:
-    ``str.splitlines`` also splits on the aggregator \\x1e, which breaks multi-value fields.
-    """
-    exe = require_tshark()
-    cols = ["frame.number", *fields]
-    cmd = [exe, "-n", "-r", str(path), "-Y", display_filter, "-T", "fields",
-           "-E", f"separator={SEP}", "-E", f"aggregator={AGG}", "-E", "occurrence=a"]  # fmt: skip
-    for col in cols:
-        cmd += ["-e", col]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rows = []
-    for line in out.split("\n"):
-        if line:
-            parts = line.split(SEP)
-            rows.append({c: (p.split(AGG) if p else []) for c, p in zip(cols, parts, strict=True)})
-    return rows
 
 
 def _captures() -> list[Path]:
