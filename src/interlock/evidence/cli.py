@@ -67,6 +67,7 @@ def evidence() -> None:
 
 
 @evidence.command()
+@click.argument("case", required=False, type=click.Path(path_type=Path))
 @ledger_option
 @key_option
 @click.option(
@@ -85,20 +86,51 @@ def evidence() -> None:
     "(from `interlock evidence checkpoint`); repeatable.",
 )
 def verify(
-    ledger: Path | None, key: Path | None, pubkeys: tuple[Path, ...], anchors: tuple[str, ...]
+    case: Path | None,
+    ledger: Path | None,
+    key: Path | None,
+    pubkeys: tuple[Path, ...],
+    anchors: tuple[str, ...],
 ) -> None:
-    """Recompute the hash chain and check checkpoints and anchors; exit 1 naming the first bad entry."""
-    parsed = [_anchor(a) for a in anchors]
+    """Check the ledger (hash chain, checkpoints, anchors), or CASE, a case file (.zip).
+
+    Exit 1 naming the first bad entry, or every file of the case file that fails.
+    """
     try:
         trusted = {keys.load_public(p) for p in pubkeys} or None
     except keys.KeyFileError as exc:
         fail(str(exc))
+    if case is not None:
+        if anchors or ledger is not None:
+            fail("CASE: a case file is checked on its own; drop --ledger and --anchor")
+        _verify_case(case, trusted)
+    parsed = [_anchor(a) for a in anchors]
     with _open(ledger, key, create=False) as led:
         try:
             report = led.verify(trusted_keys=trusted, anchors=parsed)
         except LedgerError as exc:
             fail(str(exc))
     _print_report(report)
+    sys.exit(0 if report.ok else 1)
+
+
+def _verify_case(case: Path, trusted: set[bytes] | None) -> NoReturn:
+    from interlock.evidence.bundle import CaseError, verify_case  # stix2 loads only when needed
+
+    try:
+        report = verify_case(case, trusted)
+    except CaseError as exc:
+        fail(str(exc))
+    if report.ok:
+        click.echo(f"{case}: intact")
+    else:
+        click.echo(f"{case}: TAMPERED: {len(report.failures)} problem(s)")
+        for failure in report.failures:
+            click.echo(f"  FAIL {failure}")
+    for line in report.checked:
+        click.echo(f"  ok   {line}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     sys.exit(0 if report.ok else 1)
 
 
@@ -245,3 +277,93 @@ def key_cmd(key: Path | None) -> None:
     click.echo(f"private key: {path}")
     click.echo(f"public key:  {keys.public_path(path)}")
     click.echo(f"key id:      {keys.key_id(keys.raw_public(private.public_key()))}")
+
+
+@evidence.command()
+@click.argument("incident_arg", metavar="[INCIDENT]", required=False, type=click.IntRange(min=1))
+@click.option(
+    "--incident",
+    "incident_opt",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Incident number as `interlock detect` prints it (or give it as INCIDENT).",
+)
+@click.option(
+    "--alerts",
+    "alerts_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Alerts as JSON lines, from `interlock detect -o FILE` (--format jsonl).",
+)
+@click.option(
+    "--capture",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The capture the alerts were made from [default: the alerts' `capture` field].",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Case file (.zip).")
+@ledger_option
+@key_option
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds of the incident's flows kept before the first and after the last alert.",
+)
+@click.option(
+    "--incident-gap",
+    "gap_min",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Minutes without alerts that start a new incident (as detect).",
+)
+@click.option("--actor", default=None, help="Who exports [default: the login name].")
+def bundle(
+    incident_arg: int | None,
+    incident_opt: int | None,
+    alerts_path: Path,
+    capture: Path | None,
+    output: Path,
+    ledger: Path | None,
+    key: Path | None,
+    margin: float,
+    gap_min: float,
+    actor: str | None,
+) -> None:
+    """Export one incident as a signed case file and record the export in the ledger."""
+    from interlock.evidence.bundle import CaseError, find_incident, load_alerts, make_case
+
+    if (incident_arg is None) == (incident_opt is None):
+        fail("give the incident number once: INCIDENT or --incident N (as `interlock detect` prints)")
+    number = incident_arg if incident_arg is not None else incident_opt
+    assert number is not None
+    try:
+        incident = find_incident(load_alerts(alerts_path), number, gap_min * 60)
+        if capture is None:
+            named = {a.capture for a in incident.alerts}
+            if len(named) != 1 or None in named:
+                fail(f"{alerts_path}: the alerts do not name one capture file; pass --capture")
+            capture = Path(str(named.pop()))
+        if not capture.is_file():
+            fail(f"{capture}: no such capture file; pass --capture")
+        summary = make_case(
+            output,
+            incident,
+            capture,
+            ledger=ledger_path(ledger),
+            key=key,
+            actor=actor or _login(),
+            margin_s=margin,
+        )
+    except CaseError as exc:
+        fail(str(exc))
+    click.echo(
+        f"{output}: incident {number} ({incident.src} -> {incident.dst}, {len(incident.alerts)} alerts), "
+        f"{summary.frames} frames, {summary.records} records, {len(summary.files) + 2} files"
+    )
+    click.echo(
+        f"ledger entry seq {summary.ledger_seq}, checkpoint seq {summary.checkpoint_seq}, "
+        f"signed by key {summary.key_id}"
+    )
