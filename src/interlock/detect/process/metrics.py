@@ -1,0 +1,106 @@
+"""Time-series detection metrics: point-wise P/R/F1, time to detect, the BATADAL score S.
+
+Point-wise metrics are the headline. Point-adjusted F1 (an episode counts as wholly detected if
+any of its rows alarms) is given for comparison with papers only: a random score reaches 0.97
+with it on SWaT. eTaPR and VUS-PR are not computed here (see docs/process-detection.md): the
+packages named for them do not install cleanly beside scikit-learn 1.9.
+
+BATADAL (Taormina et al. 2018, J. Water Resour. Plann. Manage. 144(8)):
+S = gamma * S_TTD + (1 - gamma) * S_CM, gamma = 0.5,
+S_TTD = 1 - mean_i(TTD_i / duration_i), a missed attack counting its whole duration,
+S_CM = (TPR + TNR) / 2. Written by hand: no maintained package implements it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int8]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One attack: rows [start, stop), and the first alarmed row inside it (None if missed)."""
+
+    start: int
+    stop: int
+    detected_at: int | None
+
+    @property
+    def duration(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def time_to_detect(self) -> int:
+        """Rows from the attack start to the first alarm; the whole duration when missed."""
+        return self.duration if self.detected_at is None else self.detected_at - self.start
+
+
+@dataclass(frozen=True)
+class Report:
+    precision: float
+    recall: float
+    f1: float
+    false_alarm_rate: float  # share of normal rows alarmed (1 - TNR)
+    batadal_s: float
+    s_ttd: float
+    s_cm: float
+    point_adjusted_f1: float
+    episodes: tuple[Episode, ...]
+
+
+def episodes(label: IntArray, alarm: IntArray | None = None) -> list[Episode]:
+    """The runs of 1 in ``label``, each with its first alarm."""
+    padded = np.concatenate([[0], np.asarray(label, dtype=np.int8), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    out = []
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        hit = None
+        if alarm is not None:
+            idx = np.flatnonzero(alarm[start:stop])
+            hit = int(start + idx[0]) if idx.size else None
+        out.append(Episode(int(start), int(stop), hit))
+    return out
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def evaluate(label: IntArray, alarm: IntArray, gamma: float = 0.5) -> Report:
+    y = np.asarray(label, dtype=bool)
+    a = np.asarray(alarm, dtype=bool)
+    if y.shape != a.shape:
+        raise ValueError(f"label and alarm lengths differ ({y.size} vs {a.size})")
+    tp = int(np.sum(y & a))
+    fp = int(np.sum(~y & a))
+    fn = int(np.sum(y & ~a))
+    tn = int(np.sum(~y & ~a))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    tnr = tn / (tn + fp) if tn + fp else 1.0
+    eps = episodes(y.astype(np.int8), a.astype(np.int8))
+    s_ttd = 1.0 - float(np.mean([e.time_to_detect / e.duration for e in eps])) if eps else 1.0
+    s_cm = (recall + tnr) / 2 if eps else tnr
+    # Point adjustment: every row of a detected episode counts as detected.
+    adjusted = a.copy()
+    for e in eps:
+        if e.detected_at is not None:
+            adjusted[e.start : e.stop] = True
+    tp_a = int(np.sum(y & adjusted))
+    pa_p = tp_a / (tp_a + fp) if tp_a + fp else 0.0
+    pa_r = tp_a / int(y.sum()) if y.any() else 0.0
+    return Report(
+        precision=precision,
+        recall=recall,
+        f1=_f1(precision, recall),
+        false_alarm_rate=1 - tnr,
+        batadal_s=gamma * s_ttd + (1 - gamma) * s_cm,
+        s_ttd=s_ttd,
+        s_cm=s_cm,
+        point_adjusted_f1=_f1(pa_p, pa_r),
+        episodes=tuple(eps),
+    )

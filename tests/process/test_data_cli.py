@@ -1,0 +1,110 @@
+"""Readers for each format, one-line errors with exit code 2, and the eval command on BATADAL."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from interlock.cli import main
+from interlock.detect.process import DataError, read_frame
+from tests.process.conftest import shared
+
+CSV = "DATETIME, L_T1, F_PU1,ATT_FLAG\n01/01/14 00,1.5,90,0\n01/01/14 01,1.7,91,1\n01/01/14 02,1.6,0,0\n"
+
+
+def test_csv_and_gzipped_csv_read_the_same(tmp_path: Path) -> None:
+    plain = tmp_path / "h.csv"
+    plain.write_text(CSV)
+    zipped = tmp_path / "h.csv.gz"
+    zipped.write_bytes(gzip.compress(CSV.encode()))
+    for path in (plain, zipped):
+        f = read_frame(path, label="ATT_FLAG")
+        assert f.tags == ("L_T1", "F_PU1")  # header spaces stripped, timestamp and label apart
+        assert f.timestamps == ("01/01/14 00", "01/01/14 01", "01/01/14 02")
+        np.testing.assert_array_equal(f.label, [0, 1, 0])
+        assert f.values[1].tolist() == [1.7, 91.0]
+
+
+def test_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "h.parquet"
+    pq.write_table(pa.table({"timestamp": ["a", "b"], "x": [1.0, 2.0], "attack": [0, 1]}), path)
+    f = read_frame(path, label="attack")
+    assert f.tags == ("x",) and f.label is not None and f.label.tolist() == [0, 1]
+
+
+def test_dat_is_turned_upright_when_stored_transposed(tmp_path: Path) -> None:
+    x = np.arange(12.0).reshape(3, 4)
+    upright, lying = tmp_path / "a.dat", tmp_path / "b.dat"
+    np.savetxt(upright, x.T)  # 4 rows x 3 tags
+    np.savetxt(lying, x)  # the same, stored 3 x 4 like TEP's d00.dat
+    a, b = read_frame(upright), read_frame(lying, fault_start=2)
+    np.testing.assert_array_equal(a.values, b.values)
+    assert b.label is not None and b.label.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("nan.csv", "t,a,b\n1,1.0,\n2,2.0,3.0\n", "column 'b' has 1 missing"),
+        ("text.csv", "t,a,b\n1,1.0,x\n2,2.0,y\n", "column 'b' is not numeric"),
+        ("stamp.csv", "timestamp,a\n,1.0\n2,2.0\n", "empty timestamps"),
+        ("bad.dat", "1 2 3\n4 five 6\n", "not a whitespace-separated table"),
+        ("ragged.csv", "a,b\n1,2\n3\n", "cannot read"),
+        ("h.xlsx", "x", "unknown format"),
+    ],
+)
+def test_bad_files_give_one_line_naming_the_problem(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_frame(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    good = tmp_path / "good.csv"
+    good.write_text("t,a,b\n1,1.0,2.0\n2,2.0,3.0\n3,1.5,2.5\n")
+    result = CliRunner().invoke(main, ["eval", "process", str(good), str(path), "--fault-start", "1"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message.split()[0] in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_label_column_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text(CSV)
+    result = CliRunner().invoke(main, ["eval", "process", str(path), str(path), "--label", "ATTACK"])
+    assert result.exit_code == 2
+    assert "no label column 'ATTACK'" in result.stderr
+
+
+def test_eval_on_batadal_prints_the_metrics(tmp_path: Path) -> None:
+    train = shared("batadal/BATADAL_dataset03.csv")
+    test = shared("batadal/BATADAL_dataset04.csv")
+    preds, png = tmp_path / "p.csv", tmp_path / "s.png"
+    started = time.perf_counter()
+    result = CliRunner().invoke(
+        main,
+        [
+            *("eval", "process", str(train), str(test), "--label", "ATT_FLAG", "--json"),
+            *("--predictions", str(preds), "--plot", str(png)),
+        ],
+    )
+    assert time.perf_counter() - started < 20
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert len(out["attacks"]) == 5  # the labeled episodes of this copy of dataset04
+    assert all(a["detected_at"] is not None for a in out["attacks"])
+    assert 0.75 < out["batadal_s"] <= 1 and out["false_alarm_rate"] < 0.05
+    assert {"f1", "precision", "recall", "etapr_f1", "detector"} <= set(out)
+    lines = preds.read_text().splitlines()
+    assert lines[0] == "timestamp,score,alarm" and len(lines) == 4177 + 1
+    assert lines[1].startswith("04/07/16 00,")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
