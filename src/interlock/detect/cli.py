@@ -33,6 +33,7 @@ from interlock.detect.alerts import (
     parse_host_port,
 )
 from interlock.detect.incidents import group_incidents
+from interlock.detect.network.baseline import Baseline, BaselineDetector, BaselineError, load_baseline
 from interlock.detect.network.rules import Rule, RuleEngine, RuleError, load_rules
 
 FORMATS = {"jsonl": JsonlAlertWriter, "eve": EveAlertWriter, "cef": CefAlertWriter}
@@ -82,6 +83,8 @@ def _parse_settings(settings: tuple[str, ...]) -> dict[str, list[str]]:
               show_default=True, help="Minutes without alerts after which the same attacker and "
               "target start a new incident.")
 @click.option("--sample", is_flag=True, help="Also run on the sample capture bundled with Interlock.")
+@click.option("--baseline", "baseline_file", type=click.Path(path_type=Path),
+              help="Also flag deviations from a baseline made by interlock learn (YAML).")
 @click.option("--quiet", "-q", is_flag=True, help="No summary tables on stderr.")
 def detect(
     captures: tuple[Path, ...],
@@ -92,6 +95,7 @@ def detect(
     settings: tuple[str, ...],
     gap_min: float,
     sample: bool,
+    baseline_file: Path | None,
     quiet: bool,
 ) -> None:
     """Detect attacks in pcap/pcapng CAPTURES with the detection rules; write alerts."""
@@ -112,6 +116,12 @@ def detect(
         RuleEngine(rules, options=options)  # checks option names and values before any work
     except ValueError as exc:
         _fail(f"--set: {exc}")
+    baseline: Baseline | None = None
+    if baseline_file is not None:
+        try:
+            baseline = load_baseline(baseline_file)
+        except BaselineError as exc:
+            _fail(f"{exc} (fix the file or learn it again with interlock learn)")
 
     alerts: list[Alert] = []
     decoded: list[tuple[Path, int, int]] = []
@@ -149,15 +159,22 @@ def detect(
 
         for path in captures:
             engine = RuleEngine(rules, options=options, capture=str(path))
+            learned = BaselineDetector(baseline, capture=str(path)) if baseline is not None else None
             batches, decoder = decode_path(path)
             try:
                 for batch in batches:
                     emit(engine.process(batch))
+                    if learned is not None:
+                        emit(learned.process(batch))
             except CaptureError as exc:
                 emit(engine.finish())
+                if learned is not None:
+                    emit(learned.finish())
                 stack.close()
                 _fail(str(exc))
             emit(engine.finish())
+            if learned is not None:
+                emit(learned.finish())
             decoded.append((path, decoder.stats.frames, sum(decoder.stats.operations.values())))
     if not quiet:
         _summary(rules, alerts, decoded, gap_min)
