@@ -168,6 +168,8 @@ from interlock.detect.cli import detect  # noqa: E402, I001
 main.add_command(detect)
 from interlock.evidence.cli import evidence  # noqa: E402, I001
 main.add_command(evidence)
+from interlock.detect.learn_cli import learn  # noqa: E402, I001
+main.add_command(learn)
 
 
 if __name__ == "__main__":
