@@ -26,7 +26,8 @@ from interlock.capture.pcap import CaptureError, read_frames
 from interlock.inventory.assets import Asset, Inventory, InventoryBuilder
 from interlock.inventory.intended import Comparison, IntendedError, compare, load
 from interlock.inventory.macs import MacTable
-from interlock.inventory.plot import FORMATS, draw_map
+
+MAP_FORMATS = (".svg", ".png")  # plot.FORMATS, named here so the CLI starts without matplotlib
 
 
 def _fail(message: str) -> None:
@@ -137,7 +138,7 @@ def inventory(captures: tuple[Path, ...], output: Path | None, map_path: Path | 
         captures = (*captures, _sample())
     if not captures:
         _fail("no capture given: name one or more pcap/pcapng files, or use --sample")
-    if map_path is not None and map_path.suffix.lower() not in FORMATS:
+    if map_path is not None and map_path.suffix.lower() not in MAP_FORMATS:
         _fail(f"{map_path}: the map is written as SVG or PNG: name it .svg or .png")
     expected = None
     if intended is not None:
@@ -161,6 +162,8 @@ def inventory(captures: tuple[Path, ...], output: Path | None, map_path: Path | 
             _fail(f"{output}: cannot write ({exc.strerror})")
     if map_path is not None:
         try:
+            from interlock.inventory.plot import draw_map  # matplotlib: only when drawing
+
             draw_map(inv, map_path)
         except OSError as exc:
             _fail(f"{map_path}: cannot write ({exc.strerror})")
