@@ -20,6 +20,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from interlock import __version__
 from interlock.capture.decode import decode_path
 from interlock.capture.pcap import CaptureError
 from interlock.detect.alerts import (
@@ -85,6 +86,10 @@ def _parse_settings(settings: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--sample", is_flag=True, help="Also run on the sample capture bundled with Interlock.")
 @click.option("--baseline", "baseline_file", type=click.Path(path_type=Path),
               help="Also flag deviations from a baseline made by interlock learn (YAML).")
+@click.option("--ledger", "ledger_file", type=click.Path(path_type=Path), default=None,
+              help="Record the alerts in this tamper-evident ledger [default: ledger.sqlite in the "
+              "per-user data folder, e.g. ~/.local/share/interlock/].")
+@click.option("--no-ledger", is_flag=True, help="Do not record the alerts in any ledger.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary tables on stderr.")
 def detect(
     captures: tuple[Path, ...],
@@ -96,6 +101,8 @@ def detect(
     gap_min: float,
     sample: bool,
     baseline_file: Path | None,
+    ledger_file: Path | None,
+    no_ledger: bool,
     quiet: bool,
 ) -> None:
     """Detect attacks in pcap/pcapng CAPTURES with the detection rules; write alerts."""
@@ -176,8 +183,29 @@ def detect(
             if learned is not None:
                 emit(learned.finish())
             decoded.append((path, decoder.stats.frames, sum(decoder.stats.operations.values())))
+    recorded = None if no_ledger else _record(alerts, ledger_file)
     if not quiet:
         _summary(rules, alerts, decoded, gap_min)
+        if recorded:
+            Console(stderr=True).print(recorded)
+
+
+def _record(alerts: list[Alert], ledger_file: Path | None) -> str:
+    """Append the alerts to the ledger in one transaction; say where they went."""
+    from interlock.evidence.keys import default_ledger_path
+    from interlock.evidence.ledger import Ledger, LedgerError
+
+    path = ledger_file if ledger_file is not None else default_ledger_path()
+    if not alerts:
+        return ""
+    try:
+        with Ledger(path) as ledger:
+            entries = ledger.extend(
+                [("alert", a.to_dict()) for a in alerts], actor=f"interlock detect {__version__}"
+            )
+    except LedgerError as exc:
+        _fail(f"{exc} (alerts were written; record them later or pass --no-ledger)")
+    return f"{len(entries)} alerts recorded in the ledger {path} (seq {entries[0].seq}..{entries[-1].seq})"
 
 
 def _summary(rules: tuple[Rule, ...], alerts: list[Alert], decoded: list[tuple[Path, int, int]],
