@@ -23,8 +23,12 @@ def test_detect_records_alerts_and_the_ledger_verifies(tmp_path: Path) -> None:
     db = sqlite3.connect(ledger)
     stored = [json.loads(bytes(c)) for (c,) in db.execute("SELECT canonical FROM entries ORDER BY seq")]
     db.close()
-    assert [e["kind"] for e in stored] == ["alert"] * len(alerts)
-    assert [e["body"]["id"] for e in stored] == [a["id"] for a in alerts]
+    kinds = [e["kind"] for e in stored]
+    n = len(alerts)
+    assert kinds[:n] == ["alert"] * n and kinds[n:] and set(kinds[n:]) == {"incident"}
+    assert [e["body"]["id"] for e in stored[:n]] == [a["id"] for a in alerts]
+    grouped = [i for e in stored[n:] for i in e["body"]["alerts"]]
+    assert sorted(grouped) == sorted(a["id"] for a in alerts)  # every alert in one incident
     assert run("evidence", "verify", "--ledger", str(ledger)).returncode == 0
 
     # any byte of a stored entry changed: verify names the entry and fails

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -183,15 +183,16 @@ def detect(
             if learned is not None:
                 emit(learned.finish())
             decoded.append((path, decoder.stats.frames, sum(decoder.stats.operations.values())))
-    recorded = None if no_ledger else _record(alerts, ledger_file)
+    recorded = None if no_ledger else _record(alerts, ledger_file, gap_min)
     if not quiet:
         _summary(rules, alerts, decoded, gap_min)
         if recorded:
             Console(stderr=True).print(recorded)
 
 
-def _record(alerts: list[Alert], ledger_file: Path | None) -> str:
-    """Append the alerts to the ledger in one transaction; say where they went."""
+def _record(alerts: list[Alert], ledger_file: Path | None, gap_min: float) -> str:
+    """Append the alerts, then the incidents that group them (by alert id), to the ledger in
+    one transaction; say where they went."""
     from interlock.evidence.keys import default_ledger_path
     from interlock.evidence.ledger import Ledger, LedgerError
 
@@ -200,12 +201,21 @@ def _record(alerts: list[Alert], ledger_file: Path | None) -> str:
         return ""
     try:
         with Ledger(path) as ledger:
-            entries = ledger.extend(
-                [("alert", a.to_dict()) for a in alerts], actor=f"interlock detect {__version__}"
-            )
+            items: list[tuple[str, dict[str, Any]]] = [("alert", a.to_dict()) for a in alerts]
+            items += [
+                ("incident", {
+                    "number": inc.number, "attacker": inc.src, "target": inc.dst,
+                    "first_ts": inc.first_ts, "last_ts": inc.last_ts,
+                    "severity": inc.severity, "techniques": list(inc.techniques),
+                    "alerts": [a.digest() for a in inc.alerts],
+                })
+                for inc in group_incidents(alerts, gap_s=gap_min * 60)
+            ]
+            entries = ledger.extend(items, actor=f"interlock detect {__version__}")
     except LedgerError as exc:
         _fail(f"{exc} (alerts were written; record them later or pass --no-ledger)")
-    return f"{len(entries)} alerts recorded in the ledger {path} (seq {entries[0].seq}..{entries[-1].seq})"
+    return (f"{len(alerts)} alerts and {len(entries) - len(alerts)} incidents recorded in the ledger "
+            f"{path} (seq {entries[0].seq}..{entries[-1].seq})")
 
 
 def _summary(rules: tuple[Rule, ...], alerts: list[Alert], decoded: list[tuple[Path, int, int]],
