@@ -292,3 +292,26 @@ def test_verify_of_a_non_zip_is_exit_2(case: Case, tmp_path: Path) -> None:
     res = run("evidence", "verify", case.alerts, home=tmp_path)
     assert res.returncode == 2
     assert "not a readable zip" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bundle_an_incident_straight_from_the_ledger(tmp_path: Path) -> None:
+    """The issue's form: `detect --ledger L`, then `evidence bundle INCIDENT -o case.zip`: the
+    incident, its alerts and its capture all come from what detect recorded."""
+    ledger = tmp_path / "ledger.sqlite"
+    res = run("detect", "--sample", "-q", "-o", tmp_path / "alerts.jsonl", "--ledger", ledger, home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run(
+        "evidence", "bundle", str(INCIDENT), "-o", tmp_path / "case.zip", "--ledger", ledger, home=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    assert "incident 2 (127.0.0.1 -> 127.0.0.13, 3 alerts)" in res.stdout
+    bundled = [
+        json.loads(line) for line in members(tmp_path / "case.zip")["alerts.jsonl"].decode().splitlines()
+    ]
+    recorded = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert {a["id"] for a in bundled} < {a["id"] for a in recorded}
+    pub = keys.public_path(tmp_path / "xdg" / "interlock" / "keys" / "ledger-ed25519.pem")
+    res = run("evidence", "verify", tmp_path / "case.zip", "--pubkey", pub, home=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = run("evidence", "bundle", "9", "-o", tmp_path / "x.zip", "--ledger", ledger, home=tmp_path)
+    assert res.returncode == 2 and "no incident 9 recorded" in res.stderr

@@ -140,6 +140,42 @@ def _alert(d: Any) -> Alert:
     return alert
 
 
+def incident_from_ledger(ledger: Path, number: int) -> Incident:
+    """Incident ``number`` of the latest ``interlock detect`` run recorded in the ledger: its
+    ``incident`` entry names its alerts by id, and the ``alert`` entries before it hold them."""
+    try:
+        db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT seq, canonical FROM entries ORDER BY seq DESC").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise CaseError(f"{ledger}: cannot read the ledger ({exc}); check --ledger") from None
+    wanted: list[str] | None = None
+    found: dict[str, Alert] = {}
+    for _seq, stored in rows:  # newest first
+        entry = json.loads(bytes(stored))
+        body = entry.get("body", {})
+        if wanted is None:
+            if entry.get("kind") == "incident" and body.get("number") == number:
+                wanted = [str(a) for a in body.get("alerts", [])]
+            continue
+        if entry.get("kind") == "alert" and body.get("id") in wanted:
+            found[body["id"]] = _alert(body)
+            if len(found) == len(wanted):
+                break
+    if wanted is None:
+        raise CaseError(
+            f"{ledger}: no incident {number} recorded; run `interlock detect CAPTURE --ledger "
+            f"{ledger}` first, or pass --alerts FILE"
+        )
+    if len(found) != len(wanted):
+        raise CaseError(f"{ledger}: incident {number} names alerts the ledger does not hold")
+    alerts = tuple(sorted(found.values(), key=lambda a: a.ts))
+    first = alerts[0]
+    return Incident(number, first.src, first.dst, first.ts, alerts[-1].ts, alerts)
+
+
 def find_incident(alerts: Iterable[Alert], number: int, gap_s: float = DEFAULT_GAP_S) -> Incident:
     """Incident ``number`` as ``interlock detect`` numbers them (same grouping, same gap)."""
     incidents = group_incidents(alerts, gap_s)

@@ -291,9 +291,10 @@ def key_cmd(key: Path | None) -> None:
 @click.option(
     "--alerts",
     "alerts_path",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
-    help="Alerts as JSON lines, from `interlock detect -o FILE` (--format jsonl).",
+    help="Alerts as JSON lines, from `interlock detect -o FILE` (--format jsonl) "
+    "[default: the incident as the latest `interlock detect --ledger` run recorded it].",
 )
 @click.option(
     "--capture",
@@ -323,7 +324,7 @@ def key_cmd(key: Path | None) -> None:
 def bundle(
     incident_arg: int | None,
     incident_opt: int | None,
-    alerts_path: Path,
+    alerts_path: Path | None,
     capture: Path | None,
     output: Path,
     ledger: Path | None,
@@ -333,18 +334,28 @@ def bundle(
     actor: str | None,
 ) -> None:
     """Export one incident as a signed case file and record the export in the ledger."""
-    from interlock.evidence.bundle import CaseError, find_incident, load_alerts, make_case
+    from interlock.evidence.bundle import (
+        CaseError,
+        find_incident,
+        incident_from_ledger,
+        load_alerts,
+        make_case,
+    )
 
     if (incident_arg is None) == (incident_opt is None):
         fail("give the incident number once: INCIDENT or --incident N (as `interlock detect` prints)")
     number = incident_arg if incident_arg is not None else incident_opt
     assert number is not None
     try:
-        incident = find_incident(load_alerts(alerts_path), number, gap_min * 60)
+        if alerts_path is None:
+            incident = incident_from_ledger(ledger_path(ledger), number)
+        else:
+            incident = find_incident(load_alerts(alerts_path), number, gap_min * 60)
         if capture is None:
             named = {a.capture for a in incident.alerts}
             if len(named) != 1 or None in named:
-                fail(f"{alerts_path}: the alerts do not name one capture file; pass --capture")
+                where = alerts_path or 'the ledger'
+                fail(f"{where}: the alerts do not name one capture file; pass --capture")
             capture = Path(str(named.pop()))
         if not capture.is_file():
             fail(f"{capture}: no such capture file; pass --capture")
