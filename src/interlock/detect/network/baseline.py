@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from interlock.detect import attack
@@ -202,6 +203,7 @@ class Baseline:
             p = self.points_[key]
             # One value is a constant, not a choice: the range (with its margins) judges it.
             p.states = tuple(sorted(distinct)) if 2 <= len(distinct) <= self.enum_max else None
+        self.__dict__.pop("_static_limits", None)  # limits change with what was learned
         for key, (rises, fell) in self._trend.items():
             self.points_[key].rising = rises >= 3 and not fell
             if self.points_[key].rising:
@@ -250,11 +252,18 @@ class Baseline:
                         "T0855" if writes else "T0861", "high" if writes else "low", address,
                         f"{rec['src']} {'wrote' if writes else 'read'} addresses {address}-{hi} of {asset} "
                         f"with {name}; learned {'write targets' if writes else 'ranges'}: {learned}"))
+        static = self.__dict__.setdefault("_static_limits", {})  # fitted state: see _finalize
         for key, value in _point_values(rec):
             p = self.points_.get(key)
             if p is None:
                 continue
-            lo, hi_v = self.limits(p, _ts(rec.get("ts")))
+            if p.rising:
+                lo, hi_v = self.limits(p, _ts(rec.get("ts")))
+            else:  # the common case: limits that do not depend on time, computed once
+                bounds = static.get(key)
+                if bounds is None:
+                    bounds = static[key] = self.limits(p)
+                lo, hi_v = bounds
             in_states = p.states is None or value in p.states
             if lo <= value <= hi_v and in_states:
                 continue
@@ -504,6 +513,11 @@ class BaselineDetector:
                          tuple[Deviation, dict[str, Any], list[int], list[int]]] = {}
 
     def process(self, batch: pa.RecordBatch) -> list[Alert]:
+        # epoch seconds instead of datetime objects: to_pylist builds one per row otherwise
+        i = batch.schema.get_field_index("ts")
+        if i >= 0 and pa.types.is_timestamp(batch.schema.field(i).type):
+            seconds = pc.divide(pc.cast(batch.column(i), pa.int64()), 1e6)
+            batch = batch.set_column(i, "ts", seconds)
         for rec in batch.to_pylist():
             for d in self.baseline.deviations(rec):
                 request = rec.get("direction") == "request"
