@@ -160,6 +160,8 @@ def _summary(stats_all: list[tuple[Path, Stats]]) -> None:
 
 
 # Subcommands that live with their packages are registered here, one line each.
+from interlock.detect.sensor_cli import sensor  # noqa: E402, I001
+main.add_command(sensor)
 from interlock.detect.process.cli import eval_group  # noqa: E402, I001
 main.add_command(eval_group)
 from interlock.inventory.cli import inventory  # noqa: E402, I001
