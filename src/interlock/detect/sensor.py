@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from interlock.detect.alerts import Alert
 BATCH_SIZE = 4096  # records per batch at most, when frames arrive faster than they are judged
 NETNS_DIR = Path("/var/run/netns")  # where ``ip netns add`` pins the namespaces it names
 IFF_LOOPBACK = 0x8
+TICK_S = 1.0  # how often a quiet sensor checks for windows that closed
 START_TIMEOUT_S = 10.0
 
 
@@ -219,12 +221,24 @@ class Sensor:
                 batch = self.decoder.builder.flush()
                 if batch is not None:
                     self._judge(batch)
-                item = queue.get()
+                item = self._wait(queue)
             if item is None:
                 return
             if isinstance(item, CaptureError):
                 raise item
             yield item
+
+    def _wait(self, queue: SimpleQueue[Frame | CaptureError | None]) -> Frame | CaptureError | None:
+        """The next frame; every second without one, windows that closed are reported."""
+        while True:
+            try:
+                return queue.get(timeout=TICK_S)
+            except Empty:
+                now = time.time()  # live capture: frame times are this host's clock
+                for det in self.detectors:
+                    tick = getattr(det, "tick", None)
+                    if tick is not None:
+                        self.emit(tick(now))
 
     def _judge(self, batch: pa.RecordBatch) -> None:
         self.stats.operations += batch.num_rows

@@ -1079,7 +1079,14 @@ class RuleEngine:
                     if measure >= agg.gte:
                         ep.commit(ts, measure)
         # A group quiet for a whole window cannot grow: close it now, so memory stays flat.
-        now = ts_all[len(ts_all) - 1].as_py()
+        yield from self._close_quiet(bound, ts_all[len(ts_all) - 1].as_py())
+
+    @staticmethod
+    def _close_quiet(bound: _BoundRule, now: float) -> Iterator[Alert]:
+        """Alerts of behaviours quiet for a whole window before ``now``; idle groups dropped."""
+        agg = bound.rule.aggregate
+        assert agg is not None
+        window = agg.window_s
         for key, group in list(bound.groups.items()):
             if group.episode is not None and group.episode.last_hot < now - window:
                 done = bound.close(group)
@@ -1087,6 +1094,14 @@ class RuleEngine:
                     yield done
             if group.last_ts < now - window:
                 del bound.groups[key]
+
+    def tick(self, now: float) -> list[Alert]:
+        """Time passed without records (a live sensor on a quiet network): report the behaviours
+        whose window has closed by ``now`` (epoch seconds), as a later record would have."""
+        out = [a for b in self._bound if b.rule.aggregate is not None for a in self._close_quiet(b, now)]
+        out.sort(key=lambda a: (a.ts, a.frames[0]))
+        self.alerts += len(out)
+        return out
 
     @staticmethod
     def _values(view: _View, name: str, hits: np.ndarray) -> list[Any]:
