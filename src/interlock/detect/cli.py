@@ -133,25 +133,7 @@ def detect(
     alerts: list[Alert] = []
     decoded: list[tuple[Path, int, int]] = []
     with ExitStack() as stack:
-        writers: list[AlertWriter] = []
-        if syslog is not None:
-            try:
-                host, port = parse_host_port(syslog)
-                sender = SyslogSender(host, port)
-            except (ValueError, OSError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                _fail(f"--syslog {syslog}: {reason}")
-            stack.callback(sender.close)
-            writers.append(sender)
-        if output is not None or syslog is None:
-            try:
-                out: IO[str] = stack.enter_context(output.open("w", encoding="utf-8")) if output \
-                    else sys.stdout
-            except OSError as exc:
-                _fail(f"{output}: cannot write ({exc.strerror})")
-            writer = FORMATS[fmt](out)
-            stack.callback(writer.close)
-            writers.append(writer)
+        writers, _out = open_writers(stack, output, fmt, syslog)
 
         def emit(found: list[Alert]) -> None:
             for alert in found:
@@ -188,6 +170,33 @@ def detect(
         _summary(rules, alerts, decoded, gap_min)
         if recorded:
             Console(stderr=True).print(recorded)
+
+
+def open_writers(
+    stack: ExitStack, output: Path | None, fmt: str, syslog: str | None
+) -> tuple[list[AlertWriter], IO[str] | None]:
+    """The alert writers the options ask for (closed with ``stack``), and the text stream of
+    the file or stdout writer if there is one (a live sensor flushes it after each alert)."""
+    writers: list[AlertWriter] = []
+    out: IO[str] | None = None
+    if syslog is not None:
+        try:
+            host, port = parse_host_port(syslog)
+            sender = SyslogSender(host, port)
+        except (ValueError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _fail(f"--syslog {syslog}: {reason}")
+        stack.callback(sender.close)
+        writers.append(sender)
+    if output is not None or syslog is None:
+        try:
+            out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+        except OSError as exc:
+            _fail(f"{output}: cannot write ({exc.strerror})")
+        writer = FORMATS[fmt](out)
+        stack.callback(writer.close)
+        writers.append(writer)
+    return writers, out
 
 
 def _record(alerts: list[Alert], ledger_file: Path | None, gap_min: float) -> str:

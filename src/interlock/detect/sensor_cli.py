@@ -9,7 +9,6 @@ captures (no dumpcap, no permission, unknown interface) end with one line and ex
 from __future__ import annotations
 
 import signal
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -17,8 +16,15 @@ from typing import IO
 
 import click
 
-from interlock.detect.alerts import Alert, AlertWriter, SyslogSender, parse_host_port
-from interlock.detect.cli import FORMATS, _fail, _parse_settings, _summary, default_rules_dir
+from interlock.detect.alerts import Alert, SyslogSender
+from interlock.detect.cli import (
+    FORMATS,
+    _fail,
+    _parse_settings,
+    _summary,
+    default_rules_dir,
+    open_writers,
+)
 from interlock.detect.network.baseline import BaselineDetector, BaselineError, load_baseline
 from interlock.detect.network.rules import RuleEngine, RuleError, load_rules
 from interlock.detect.sensor import Detector, Sensor, SensorError, check_interface, dumpcap_command
@@ -91,27 +97,8 @@ def sensor(
 
     alerts: list[Alert] = []
     with ExitStack() as stack:
-        writers: list[AlertWriter] = []
-        outs: list[IO[str]] = []
-        if syslog is not None:
-            try:
-                host, port = parse_host_port(syslog)
-                sender = SyslogSender(host, port)
-            except (ValueError, OSError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                _fail(f"--syslog {syslog}: {reason}")
-            stack.callback(sender.close)
-            writers.append(sender)
-        if output is not None or syslog is None:
-            try:
-                out: IO[str] = stack.enter_context(output.open("w", encoding="utf-8")) if output \
-                    else sys.stdout
-            except OSError as exc:
-                _fail(f"{output}: cannot write ({exc.strerror})")
-            writer = FORMATS[fmt](out)
-            stack.callback(writer.close)
-            writers.append(writer)
-            outs.append(out)
+        writers, out = open_writers(stack, output, fmt, syslog)
+        outs: list[IO[str]] = [out] if out is not None else []
 
         def emit(found: list[Alert]) -> None:
             for alert in found:
