@@ -160,6 +160,8 @@ def _summary(stats_all: list[tuple[Path, Stats]]) -> None:
 
 
 # Subcommands that live with their packages are registered here, one line each.
+from interlock.respond.cli import firewall  # noqa: E402, I001
+main.add_command(firewall)
 from interlock.detect.sensor_cli import sensor  # noqa: E402, I001
 main.add_command(sensor)
 from interlock.detect.process.cli import eval_group  # noqa: E402, I001
