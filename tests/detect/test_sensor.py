@@ -123,7 +123,8 @@ def read_device_identification() -> None:
 def test_scan_is_alerted_live_with_the_frames_detect_finds_in_a_file(
     server: ModbusPeer, file_capture: Dumpcap, tmp_path: Path, rules: tuple[Rule, ...]
 ) -> None:
-    sensor = Running(tmp_path / "alerts.jsonl", "--duration", "8")
+    ledger = tmp_path / "ledger.sqlite"
+    sensor = Running(tmp_path / "alerts.jsonl", "--duration", "8", "--ledger", str(ledger))
     sensor.wait_started()
     function_code_scan()
     read_device_identification()
@@ -155,6 +156,15 @@ def test_scan_is_alerted_live_with_the_frames_detect_finds_in_a_file(
         assert requests[frame]["dst"] == HOST
     assert {requests[f]["function_code"] for f in scan["frames"]} >= set(range(1, 9))
     assert any("1 capture(s)" in line and "operations" in line for line in sensor.lines)
+
+    # what the sensor reported is recorded in the ledger, alert by alert
+    import sqlite3
+
+    db = sqlite3.connect(ledger)
+    kinds_ids = [(json.loads(bytes(c))["kind"], json.loads(bytes(c))["body"].get("id"))
+                 for (c,) in db.execute("SELECT canonical FROM entries ORDER BY seq")]
+    db.close()
+    assert [i for k, i in kinds_ids if k == "alert"] == [a["id"] for a in alerts]
 
 
 def _batches(path: Path) -> Iterator[object]:

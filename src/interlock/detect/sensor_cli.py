@@ -21,6 +21,7 @@ from interlock.detect.cli import (
     FORMATS,
     _fail,
     _parse_settings,
+    _record,
     _summary,
     default_rules_dir,
     open_writers,
@@ -53,6 +54,10 @@ from interlock.detect.sensor import Detector, Sensor, SensorError, check_interfa
               help="Capture on an interface outside loopback and the range's namespaces too.")
 @click.option("--incident-gap", "gap_min", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Minutes without alerts that start a new incident (summary).")
+@click.option("--ledger", "ledger_file", type=click.Path(path_type=Path), default=None,
+              help="Record the alerts, when the sensor stops, in this tamper-evident ledger "
+              "[default: ledger.sqlite in the per-user data folder].")
+@click.option("--no-ledger", is_flag=True, help="Do not record the alerts in any ledger.")
 @click.option("--quiet", "-q", is_flag=True, help="No start line and no summary on stderr.")
 def sensor(
     iface: str,
@@ -67,6 +72,8 @@ def sensor(
     count: int | None,
     allow_any: bool,
     gap_min: float,
+    ledger_file: Path | None,
+    no_ledger: bool,
     quiet: bool,
 ) -> None:
     """Capture live traffic on an interface and detect attacks as they happen; write alerts."""
@@ -132,5 +139,8 @@ def sensor(
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+    recorded = None if no_ledger else _record(alerts, ledger_file, gap_min)
     if not quiet:
         _summary(rules, alerts, [(Path(name), stats.frames, stats.operations)], gap_min)
+        if recorded:
+            click.echo(recorded, err=True)
