@@ -265,3 +265,39 @@ def test_cli_runs_in_monitor_mode_without_policy(server: ModbusPeer, tmp_path: P
     assert proc.returncode == 0, err
     assert "monitor" in err and "1 forwarded, 0 blocked" in err
     assert alerts.read_text() == ""
+
+
+def test_cli_records_blocks_in_the_ledger(server: ModbusPeer, tmp_path: Path) -> None:
+    """Every block the firewall answers is an alert, and every alert lands in the ledger."""
+    import json
+    import sqlite3
+
+    port, alerts, ledger = free_port(), tmp_path / "cli.jsonl", tmp_path / "ledger.sqlite"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("default: allow\nrules:\n  - name: no-writes\n    action: deny\n"
+                      "    functions: [5, 6, 15, 16, 22, 23]\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "interlock.cli", "firewall", "--listen", f"{HOST}:{port}",
+         "--upstream", f"{HOST}:{server.port}", "--policy", str(policy), "--alerts", str(alerts),
+         "--ledger", str(ledger)],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        from tests.peers.capture import wait_port
+
+        wait_port(HOST, port)
+        c = client(port)
+        try:
+            assert c.write_register(7, 1234, device_id=DEVICE_ID).isError()
+            assert c.read_holding_registers(7, count=1, device_id=DEVICE_ID).registers == HOLDING[7:8]
+        finally:
+            c.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    written = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert len(written) == 1 and written[0]["technique"] == "T0855"
+    db = sqlite3.connect(ledger)
+    stored = [json.loads(bytes(c)) for (c,) in db.execute("SELECT canonical FROM entries ORDER BY seq")]
+    db.close()
+    assert [(e["kind"], e["body"]["id"]) for e in stored] == [("alert", written[0]["id"])]

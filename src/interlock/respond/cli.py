@@ -12,7 +12,7 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 
 import click
 
@@ -46,8 +46,13 @@ def parse_endpoint(text: str, option: str) -> tuple[str, int]:
               help="Append alerts (JSON lines) here; standard output if absent.")
 @click.option("--timeout", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
               help="Seconds to wait for the upstream's response before answering 0x0B.")
+@click.option("--ledger", "ledger_file", type=click.Path(path_type=Path), default=None,
+              help="Record every alert in this tamper-evident ledger, within a second "
+              "[default: ledger.sqlite in the per-user data folder].")
+@click.option("--no-ledger", is_flag=True, help="Do not record the alerts in any ledger.")
 def firewall(listen: str, upstream: str, policy_path: Path | None, mode: Mode,
-             alerts_path: Path | None, timeout: float) -> None:
+             alerts_path: Path | None, timeout: float, ledger_file: Path | None,
+             no_ledger: bool) -> None:
     """Inline Modbus/TCP firewall: forward what the policy allows, answer the rest."""
     listen_at = parse_endpoint(listen, "--listen")
     upstream_at = parse_endpoint(upstream, "--upstream")
@@ -69,10 +74,21 @@ def firewall(listen: str, upstream: str, policy_path: Path | None, mode: Mode,
         except OSError as e:
             _fail(f"{alerts_path}: cannot open for alerts: {e.strerror}")
     writer = JsonlAlertWriter(out)
+    ledger = None if no_ledger else _open_ledger(ledger_file)
+    unrecorded: list[Alert] = []
 
     def sink(alert: Alert) -> None:
         writer.write(alert)
         out.flush()  # an alert that waits in a buffer is not seen by the SOC
+        unrecorded.append(alert)
+
+    def record() -> None:
+        """Alerts into the ledger, a batch at a time (one commit), so a flood of blocks costs
+        the proxy one fsync a second, not one per block."""
+        if ledger is not None and unrecorded:
+            batch = [("alert", a.to_dict()) for a in unrecorded]
+            unrecorded.clear()
+            ledger.extend(batch, actor="interlock firewall")
 
     fw = Firewall(FirewallConfig(listen_at, upstream_at, policy, mode, response_timeout=timeout),
                   sink)
@@ -89,8 +105,12 @@ def firewall(listen: str, upstream: str, policy_path: Path | None, mode: Mode,
                 loop.add_signal_handler(sig, stop.set)
         click.echo(f"interlock firewall: {mode} {listen_at[0]}:{fw.port} -> "
                    f"{upstream_at[0]}:{upstream_at[1]}, policy {policy.source}", err=True)
-        await stop.wait()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            record()
         await fw.close()
+        record()
 
     asyncio.run(run())
     s = fw.stats
@@ -99,3 +119,15 @@ def firewall(listen: str, upstream: str, policy_path: Path | None, mode: Mode,
                f"{s.upstream_failures} upstream failures", err=True)
     if out is not sys.stdout:
         out.close()
+    if ledger is not None:
+        ledger.close()
+
+
+def _open_ledger(path: Path | None) -> Any:
+    from interlock.evidence.keys import default_ledger_path
+    from interlock.evidence.ledger import Ledger, LedgerError
+
+    try:
+        return Ledger(path if path is not None else default_ledger_path())
+    except LedgerError as exc:
+        _fail(f"{exc} (or pass --no-ledger)")
