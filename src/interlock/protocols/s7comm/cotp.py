@@ -38,15 +38,11 @@ def parameter(parameters: Parameters, code: int) -> bytes | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionRequest:
-    """CR TPDU (ISO 8073 13.3): the client asks for a connection to a TSAP (rack/slot on S7)."""
+class _Negotiated:
+    """What CR and CC carry in their parameters: the TSAPs (rack/slot on S7) and TPDU size."""
 
-    dst_ref: int
-    src_ref: int
-    class_option: int = 0  # class 0, no extended formats, explicit flow control
-    parameters: Parameters = ()
-    user_data: bytes = b""
+    __slots__ = ()
+    parameters: Parameters
 
     @property
     def src_tsap(self) -> bytes | None:
@@ -64,7 +60,18 @@ class ConnectionRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionConfirm:
+class ConnectionRequest(_Negotiated):
+    """CR TPDU (ISO 8073 13.3): the client asks for a connection to a TSAP (rack/slot on S7)."""
+
+    dst_ref: int
+    src_ref: int
+    class_option: int = 0  # class 0, no extended formats, explicit flow control
+    parameters: Parameters = ()
+    user_data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfirm(_Negotiated):
     """CC TPDU (ISO 8073 13.4): the server accepts, echoing or narrowing the parameters."""
 
     dst_ref: int
@@ -72,19 +79,6 @@ class ConnectionConfirm:
     class_option: int = 0
     parameters: Parameters = ()
     user_data: bytes = b""
-
-    @property
-    def src_tsap(self) -> bytes | None:
-        return parameter(self.parameters, CotpParameter.SRC_TSAP)
-
-    @property
-    def dst_tsap(self) -> bytes | None:
-        return parameter(self.parameters, CotpParameter.DST_TSAP)
-
-    @property
-    def tpdu_size(self) -> int | None:
-        v = parameter(self.parameters, CotpParameter.TPDU_SIZE)
-        return 1 << v[0] if v and v[0] < 32 else None
 
 
 @dataclass(frozen=True, slots=True)
