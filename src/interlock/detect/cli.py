@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -68,24 +69,39 @@ def _parse_settings(settings: tuple[str, ...]) -> dict[str, list[str]]:
     return options
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def detection_options(f: F) -> F:
+    """Options every detecting command takes (detect, sensor): rules, alert outputs, baseline."""
+    options = [
+        click.option("--rules", "rules_dir", type=click.Path(path_type=Path),
+                     help="Directory of rule files (default: the rules shipped with Interlock)."),
+        click.option("-o", "--output", type=click.Path(path_type=Path),
+                     help="Alert file (default: stdout, unless --syslog is given)."),
+        click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="jsonl",
+                     show_default=True,
+                     help="jsonl: Interlock alerts; eve: Suricata eve JSON; cef: ArcSight CEF lines."),
+        click.option("--syslog", metavar="HOST:PORT",
+                     help="Also send every alert as CEF in an RFC 5424 syslog message over UDP."),
+        click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE[,VALUE]",
+                     help="Fill a rule option, e.g. --set allowed_masters=10.0.0.1,10.0.0.2 "
+                     "(repeatable)."),
+        click.option("--baseline", "baseline_file", type=click.Path(path_type=Path),
+                     help="Also flag deviations from a baseline made by interlock learn (YAML)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @click.command()
 @click.argument("captures", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path),
-              help="Directory of rule files (default: the rules shipped with Interlock).")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Alert file (default: stdout, unless --syslog is given).")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="jsonl", show_default=True,
-              help="jsonl: Interlock alerts; eve: Suricata eve JSON; cef: ArcSight CEF lines.")
-@click.option("--syslog", metavar="HOST:PORT",
-              help="Also send every alert as CEF in an RFC 5424 syslog message over UDP.")
-@click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE[,VALUE]",
-              help="Fill a rule option, e.g. --set allowed_masters=10.0.0.1,10.0.0.2 (repeatable).")
+@detection_options
 @click.option("--incident-gap", "gap_min", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Minutes without alerts after which the same attacker and "
               "target start a new incident.")
 @click.option("--sample", is_flag=True, help="Also run on the sample capture bundled with Interlock.")
-@click.option("--baseline", "baseline_file", type=click.Path(path_type=Path),
-              help="Also flag deviations from a baseline made by interlock learn (YAML).")
 @click.option("--ledger", "ledger_file", type=click.Path(path_type=Path), default=None,
               help="Record the alerts in this tamper-evident ledger [default: ledger.sqlite in the "
               "per-user data folder, e.g. ~/.local/share/interlock/].")

@@ -18,12 +18,12 @@ import click
 
 from interlock.detect.alerts import Alert, SyslogSender
 from interlock.detect.cli import (
-    FORMATS,
     _fail,
     _parse_settings,
     _record,
     _summary,
     default_rules_dir,
+    detection_options,
     open_writers,
 )
 from interlock.detect.network.baseline import BaselineDetector, BaselineError, load_baseline
@@ -35,18 +35,7 @@ from interlock.detect.sensor import Detector, Sensor, SensorError, check_interfa
 @click.option("-i", "--interface", "iface", required=True,
               help="Interface to capture on: lo, or one inside the range's network namespace.")
 @click.option("-f", "--filter", "bpf", metavar="BPF", help="Capture filter, e.g. 'tcp port 502'.")
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path),
-              help="Directory of rule files (default: the rules shipped with Interlock).")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Alert file (default: stdout, unless --syslog is given).")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="jsonl", show_default=True,
-              help="jsonl: Interlock alerts; eve: Suricata eve JSON; cef: ArcSight CEF lines.")
-@click.option("--syslog", metavar="HOST:PORT",
-              help="Also send every alert as CEF in an RFC 5424 syslog message over UDP.")
-@click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE[,VALUE]",
-              help="Fill a rule option, e.g. --set allowed_masters=10.0.0.1 (repeatable).")
-@click.option("--baseline", "baseline_file", type=click.Path(path_type=Path),
-              help="Also flag deviations from a baseline made by interlock learn (YAML).")
+@detection_options
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True),
               help="Stop after this many seconds of capture.")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many captured frames.")
