@@ -1,0 +1,294 @@
+"""The range at run time: one plant, its PLCs on real sockets, the HMI poller and the historian.
+
+Everything runs in one asyncio event loop: the pymodbus servers, the HMI's clients and the scan
+loop. One tick scans every PLC (inputs, logic, outputs), steps the physics by the scan time and
+advances the clock; every ``poll_s`` of plant time the HMI polls every device over TCP and awaits
+the answers before the next tick. In stepped mode (``speed="max"``) the clock is virtual and the
+loop runs as fast as it can, so a seed fixes the whole run, historian included; with a number the
+loop is paced at that many times real time on the wall clock.
+
+``advance`` is the drill engine's handle: it steps the range by plant seconds and returns, so the
+engine can act between ticks (pause = not calling it; step = calling it with one scan); ``snapshot``
+gives the plant state, PLC images and SIS state at that instant. The physical truth is recorded
+beside what the HMI read, never mixed into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from interlock.range.boundary import Boundary
+from interlock.range.clock import Clock, VirtualClock, WallClock
+from interlock.range.historian import Historian
+from interlock.range.hmi import ModbusMaster
+from interlock.range.logic import LOGIC, SisLogic, apply_sis_settings
+from interlock.range.modbus_server import PlcModbusServer
+from interlock.range.plants import PLANTS
+from interlock.range.plants.base import Plant
+from interlock.range.plc import Logic, Plc, WriteEvent
+from interlock.range.points import PointList, load_point_list
+
+# 2026-01-05 06:00 UTC: a Monday morning shift; the virtual clock's calendar starts here.
+START_EPOCH_S = 1_767_592_800.0
+PRIVILEGED_PORT_SHIFT = 10_000  # 502 -> 10502, 102 -> 10102 when we may not bind below 1024
+
+
+def parse_speed(speed: str | float) -> float | None:
+    """``max`` (stepped, as fast as possible) -> None; otherwise a positive real-time multiplier."""
+    if isinstance(speed, str) and speed.strip().lower() == "max":
+        return None
+    try:
+        value = float(speed)
+    except (TypeError, ValueError):
+        raise ValueError(f"speed must be 'max' or a positive number like 1 or 10, not {speed!r}") from None
+    if not value > 0:
+        raise ValueError(f"speed must be 'max' or a positive number like 1 or 10, not {speed!r}")
+    return value
+
+
+def can_bind_privileged() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@dataclass
+class RangeEvents:
+    """What happened in the plant that the drill and the report need, in plant seconds."""
+
+    writes: list[WriteEvent] = field(default_factory=list)
+    commands: list[tuple[float, str, str, float, str]] = field(
+        default_factory=list
+    )  # t, device, tag, value, detail
+    hazards: list[tuple[float, str, str, float]] = field(
+        default_factory=list
+    )  # t, hazard, tag, value (onsets)
+
+
+class Range:
+    def __init__(
+        self,
+        plant_id: str,
+        *,
+        seed: int = 0,
+        speed: str | float = "max",
+        scan_s: float = 0.5,
+        poll_s: float | None = None,
+        boundary: Boundary | None = None,
+        field_devices: bool = True,
+        sis_enabled: bool = True,
+    ) -> None:
+        if plant_id not in PLANTS:
+            raise ValueError(f"unknown plant {plant_id!r}; known: {', '.join(sorted(PLANTS))}")
+        self.plant_id = plant_id
+        self.seed = seed
+        self.multiplier = parse_speed(speed)
+        self.scan_s = scan_s
+        self.points: PointList = load_point_list(plant_id)
+        self.poll_s = poll_s if poll_s is not None else self.points.poll_s
+        self.boundary = boundary if boundary is not None else Boundary()
+        self.clock: Clock = (
+            VirtualClock(start_epoch_s=START_EPOCH_S) if self.multiplier is None else WallClock()
+        )
+        self.plant: Plant = PLANTS[plant_id](seed=seed, sis_enabled=sis_enabled)
+        self.events = RangeEvents()
+        self.historian = Historian()
+        self.shift = 0 if can_bind_privileged() else PRIVILEGED_PORT_SHIFT
+        self.plcs: dict[str, Plc] = {}
+        for device in self.points.devices:
+            if device.protocol != "modbus":
+                continue
+            logic: Logic = SisLogic() if device.role == "sis" else LOGIC[plant_id]()
+            self.plcs[device.name] = Plc(device, self.plant, logic, on_write=self.events.writes.append)
+        self.servers = [
+            PlcModbusServer(plc, self.boundary, port=self.port_of(plc.device.port))
+            for plc in self.plcs.values()
+        ]
+        self.masters: dict[str, Any] = {
+            name: ModbusMaster(
+                plc.device, plc.device.host, self.port_of(plc.device.port), self.points.hmi_host
+            )
+            for name, plc in self.plcs.items()
+        }
+        self.field: list[Any] = []
+        self._want_field = field_devices
+        self._next_poll = 0.0
+        self._wall_start = 0.0
+        self._plant_start = 0.0
+        self._hazards_on: set[str] = set()
+        self.timebase: list[tuple[float, float]] = []  # (wall epoch, plant seconds) at every poll
+        self.paused = False
+        self.started = False
+
+    # -- addressing ----------------------------------------------------------------------
+    def port_of(self, port: int) -> int:
+        return port + self.shift if port < 1024 else port
+
+    def endpoint(self, device: str) -> tuple[str, int]:
+        d = self.points.device(device)
+        return d.host, self.port_of(d.port)
+
+    @property
+    def time_s(self) -> float:
+        return self.plant.time_s
+
+    # -- life cycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        for server in self.servers:
+            await server.start()
+        if self._want_field:
+            self._start_field_devices()
+        for master in self.masters.values():
+            await master.connect()
+        self._wall_start = self._wall()
+        self._plant_start = self.plant.time_s
+        self.started = True
+        await self.poll()
+
+    def _start_field_devices(self) -> None:
+        try:
+            from interlock.range.devices import (  # type: ignore[attr-defined,unused-ignore]
+                load_field_devices,
+                make_master,
+            )
+        except ImportError:  # the non-Modbus devices are optional parts of the range
+            return
+        self.field = list(load_field_devices(self.plant_id, self.boundary, port_of=self.port_of))
+        for dev in self.field:
+            dev.start()
+            self.masters[dev.name] = make_master(dev, self.points.hmi_host)
+        self._publish_field()
+
+    async def stop(self) -> None:
+        for master in self.masters.values():
+            await master.close()
+        for dev in self.field:
+            dev.stop()
+        for server in self.servers:
+            await server.stop()
+        self.started = False
+
+    async def __aenter__(self) -> Range:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- running ------------------------------------------------------------------------------
+    def _wall(self) -> float:
+        return self.clock.now()
+
+    def tick(self) -> None:
+        """One scan of every PLC and field device, then the physics over one scan time."""
+        self._apply_field()
+        for plc in self.plcs.values():
+            plc.scan(self.scan_s)
+        self.plant.step(self.scan_s)
+        if isinstance(self.clock, VirtualClock):
+            self.clock.advance(self.scan_s)
+        self._publish_field()
+        for hazard in self.plant.hazards():
+            if hazard.hazard not in self._hazards_on:
+                self.events.hazards.append((self.plant.time_s, hazard.hazard, hazard.tag, hazard.value))
+        self._hazards_on = {h.hazard for h in self.plant.hazards()}
+
+    async def advance(self, seconds: float, *, on_poll: Callable[[], None] | None = None) -> None:
+        """Run ``seconds`` of plant time: ticks, polls when due, pacing when not stepped."""
+        end = self.plant.time_s + seconds - 1e-9
+        while self.plant.time_s < end:
+            while self.paused:
+                await asyncio.sleep(0.05)
+            self.tick()
+            if self.multiplier is not None:
+                target = self._wall_start + (self.plant.time_s - self._plant_start) / self.multiplier
+                await asyncio.sleep(max(0.0, target - self._wall()))
+            else:
+                await asyncio.sleep(0)  # let servers and clients of this loop run
+            if self.plant.time_s >= self._next_poll - 1e-9:
+                await self.poll()
+                if on_poll is not None:
+                    on_poll()
+
+    async def poll(self) -> None:
+        """The HMI polls every device; the historian records what it read and the truth beside it."""
+        t, wall = self.plant.time_s, self._wall()
+        self.timebase.append((wall, t))
+        for name, master in self.masters.items():
+            values = await master.poll()
+            self.historian.add(t, wall, name, values, "hmi")
+        truth = {**self.plant.truth(), **{f"{k}_actual": v for k, v in self.plant.actuators.items()}}
+        truth["sis_tripped"] = 1.0 if self.plant.sis.tripped else 0.0
+        self.historian.add(t, wall, "plant", truth, "truth")
+        self._next_poll = t + self.poll_s
+
+    # -- field devices (RTUs, S7 safety controllers) ------------------------------------------
+    def _process_values(self) -> dict[str, float]:
+        values: dict[str, float] = {**self.plant.truth(), **self.plant.actuators}
+        for plc in self.plcs.values():
+            values.update(plc.inputs)
+            values.update(plc.values)
+        return values
+
+    def _publish_field(self) -> None:
+        if not self.field:
+            return
+        values = self._process_values()
+        sis = self.plant.sis_sensors() if any(d.protocol == "s7comm" for d in self.field) else {}
+        values.update({f"sis_{k}": v for k, v in sis.items()})
+        values["sis_trip_active"] = 1.0 if self.plant.sis.tripped else 0.0
+        for dev in self.field:
+            dev.publish(values)
+
+    def _apply_field(self) -> None:
+        for dev in self.field:
+            for cmd in dev.take_commands():
+                self._apply_command(dev.name, cmd.tag, cmd.value, cmd.detail)
+            if getattr(dev, "role", "") == "sis" or dev.name.startswith("sis"):
+                settings = dev.writable()
+                apply_sis_settings(self.plant, self.points.device(dev.name).points, settings)
+                if getattr(dev, "cpu_running", True) is False:
+                    self.plant.sis.enabled = False  # a stopped safety CPU protects nothing
+
+    def _apply_command(self, device: str, tag: str, value: float, detail: str) -> None:
+        self.events.commands.append((self.plant.time_s, device, tag, value, detail))
+        actuators = {a.name for a in self.plant.ACTUATORS}
+        if tag in actuators:
+            self.plant.set_actuator(tag, value)
+            return
+        for plc in self.plcs.values():
+            if tag in plc.values and plc.device.role != "sis":
+                point = plc.device.point(tag)
+                if point.writable:
+                    plc.write_tag(tag, value)
+                return
+
+    # -- the drill's view -----------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "plant_time_s": self.plant.time_s,
+            "state": dict(self.plant.state),
+            "actuators": dict(self.plant.actuators),
+            "truth": self.plant.truth(),
+            "sis": {
+                "tripped": self.plant.sis.tripped,
+                "enabled": self.plant.sis.enabled,
+                "events": [copy.copy(e) for e in self.plant.sis.events],
+            },
+            "plcs": {name: plc.snapshot() for name, plc in self.plcs.items()},
+        }
+
+    def plant_time_of(self, wall: float) -> float:
+        """Map a wall-clock instant (a packet's timestamp) to plant time through the poll timebase."""
+        if not self.timebase:
+            return 0.0
+        best = self.timebase[0][1]
+        for w, t in self.timebase:
+            if w <= wall:
+                best = t
+            else:
+                break
+        return best
