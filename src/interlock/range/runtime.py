@@ -16,8 +16,10 @@ beside what the HMI read, never mixed into it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,7 +121,7 @@ class Range:
         self._wall_start = 0.0
         self._plant_start = 0.0
         self._hazards_on: set[str] = set()
-        self.timebase: list[tuple[float, float]] = []  # (wall epoch, plant seconds) at every poll
+        self.timebase: list[tuple[float, float]] = []  # (real epoch, plant s) per poll: maps packet times
         self.paused = False
         self.started = False
 
@@ -149,17 +151,19 @@ class Range:
         await self.poll()
 
     def _start_field_devices(self) -> None:
-        try:
-            from interlock.range.devices import (  # type: ignore[attr-defined,unused-ignore]
-                load_field_devices,
-                make_master,
-            )
-        except ImportError:  # the non-Modbus devices are optional parts of the range
-            return
-        self.field = list(load_field_devices(self.plant_id, self.boundary, port_of=self.port_of))
-        for dev in self.field:
+        """RTUs and safety controllers on their own libraries (dnp3py, c104, snap7), each with the
+        HMI master that polls it."""
+        from dataclasses import replace
+
+        from interlock.range.devices.base import build_device, load_device_specs
+        from interlock.range.devices.masters import build_master
+
+        for spec in load_device_specs(self.plant_id):
+            spec = replace(spec, port=self.port_of(spec.port))
+            dev = build_device(spec, self.boundary)
             dev.start()
-            self.masters[dev.name] = make_master(dev, self.points.hmi_host)
+            self.field.append(dev)
+            self.masters[spec.name] = build_master(spec, bind_host=self.points.hmi_host)
         self._publish_field()
 
     async def stop(self) -> None:
@@ -216,7 +220,7 @@ class Range:
     async def poll(self) -> None:
         """The HMI polls every device; the historian records what it read and the truth beside it."""
         t, wall = self.plant.time_s, self._wall()
-        self.timebase.append((wall, t))
+        self.timebase.append((time.time(), t))
         for name, master in self.masters.items():
             values = await master.poll()
             self.historian.add(t, wall, name, values, "hmi")
@@ -281,14 +285,27 @@ class Range:
             "plcs": {name: plc.snapshot() for name, plc in self.plcs.items()},
         }
 
+    def mark_time(self) -> None:
+        """Pin the current real instant to the current plant time (before and after an inject, so
+        its packets map to the plant instant it ran at, however long it took on the wall)."""
+        self.timebase.append((time.time(), self.plant.time_s))
+
     def plant_time_of(self, wall: float) -> float:
-        """Map a wall-clock instant (a packet's timestamp) to plant time through the poll timebase."""
-        if not self.timebase:
+        """Map a real instant (a packet's capture time) to plant time: linear between the pinned
+        instants of the timebase, constant before the first and after the last."""
+        base = self.timebase
+        if not base:
             return 0.0
-        best = self.timebase[0][1]
-        for w, t in self.timebase:
-            if w <= wall:
-                best = t
-            else:
-                break
-        return best
+        i = bisect.bisect_right(base, (wall, float("inf")))
+        if i == 0:
+            return base[0][1]
+        if i == len(base):
+            return base[-1][1]
+        (w0, t0), (w1, t1) = base[i - 1], base[i]
+        if w1 <= w0 or t1 == t0:
+            return t0
+        return t0 + (wall - w0) / (w1 - w0) * (t1 - t0)
+
+    def calendar_of(self, plant_time_s: float) -> float:
+        """The epoch instant of a plant time on this range's calendar (the virtual clock's)."""
+        return START_EPOCH_S + plant_time_s

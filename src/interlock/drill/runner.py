@@ -1,0 +1,397 @@
+"""The drill runner: a fresh range, the scenario's injects on plant time, the defenders, the record.
+
+One run, in order:
+
+1. start the plant's range (PLCs on pymodbus, RTUs and safety controllers on their libraries, the
+   HMI poller) and a capture of the range's loopback traffic (``LoopbackTap``);
+2. step the plant; at each inject's plant time run its technique from the attacker's address
+   (127.0.0.66) against the device the scenario names, through the safety boundary, and record the
+   ground truth: when, what, from where, to where, how many requests, what came back. A scenario's
+   ``repeat``/``interval_s`` are spread on plant time here, so a drill is the same at any speed;
+3. stop; the defenders judge the capture: Interlock's rules over the whole run and its learned
+   baseline, fitted on the warm-up only (the benign operation before the first inject). Alerts
+   carry the wall time of their packets; the range's poll timebase maps them to plant time.
+   With ``alerts_file`` the team's own alert stream is scored instead;
+4. score, write ``report.html`` and ``score.json``, and store the drill in the programme database.
+
+In stepped mode nothing waits on the wall clock: an inject runs between two scans, so its packets
+all map to the plant instant it was scheduled for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from interlock.drill.model import (
+    AlertSeen,
+    DrillRecord,
+    Inject,
+    Neutralization,
+    Scenario,
+    TruthAction,
+)
+from interlock.drill.score import Score, alert_seen, hazard_events, load_alerts, score_drill
+from interlock.range.runtime import Range
+
+ATTACKER_HOST = "127.0.0.66"
+CAPTURE_NAME = "drill.pcap"
+
+
+class DrillError(Exception):
+    """A drill that cannot run; the message says what to do."""
+
+
+def resolve_params(rng: Range, inj: Inject, protocol: str) -> dict[str, Any]:
+    """Scenario params -> technique params: ``tag`` becomes the device's address and raw value."""
+    params = {k: v for k, v in inj.params.items() if k not in ("tag", "repeat", "interval_s")}
+    tag = inj.params.get("tag")
+    if tag is None:
+        return params
+    point = rng.points.device(inj.target).point(str(tag))
+    if protocol == "modbus":
+        params["address"] = point.address
+        if "value" in params:
+            raw = point.to_raw(float(params["value"]))
+            params["value"] = bool(raw) if point.is_bit else raw
+        if "values" in params:
+            params["values"] = [point.to_raw(float(v)) for v in params["values"]]
+        if inj.technique == "modbus.brute_io":
+            params["kind"] = "coil" if point.table == "coil" else "register"
+    elif protocol == "dnp3":
+        params["index"] = int(point.extra.get("index", 0))
+        if "value" in params and inj.technique in ("dnp3.direct_operate", "dnp3.select_operate"):
+            params["op"] = "latch_on" if float(params.pop("value")) else "latch_off"
+    elif protocol == "iec104":
+        params["ioa"] = int(point.extra.get("ioa", 0))
+    elif protocol == "s7comm":
+        params["db"] = int(point.extra.get("db", 1))
+        params["offset"] = int(point.extra.get("offset", 0))
+    return params
+
+
+class Drill:
+    """One run of a scenario; ``run`` returns the record the scorer and the report read."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        out_dir: Path,
+        *,
+        seed: int | None = None,
+        speed: str | float | None = None,
+        capture: bool = True,
+    ) -> None:
+        self.scenario = scenario
+        self.out_dir = out_dir
+        self.seed = scenario.seed if seed is None else seed
+        self.speed = scenario.speed if speed is None else speed
+        self.capture = capture
+        self.range = Range(scenario.plant, seed=self.seed, speed=self.speed)
+        self.truth: list[TruthAction] = []
+        self.errors: list[str] = []
+        self._proxies: dict[str, Any] = {}
+
+    # -- the schedule ------------------------------------------------------------------------
+    def _events(self) -> list[tuple[float, int, Inject, int]]:
+        """(plant time, order, inject, repetition) for every technique run, in time order."""
+        events: list[tuple[float, int, Inject, int]] = []
+        for order, inj in enumerate(self.scenario.injects):
+            repeat = max(1, int(inj.params.get("repeat", 1))) if inj.technique != "mitm.replay" else 1
+            interval = float(inj.params.get("interval_s", 0.0))
+            for k in range(repeat):
+                events.append((inj.at_s + k * interval, order, inj, k))
+        return sorted(events, key=lambda e: (e[0], e[1], e[3]))
+
+    async def _inject(self, inj: Inject) -> None:
+        from interlock.drill.techniques import Target, execute, get
+
+        t0 = round(self.range.time_s, 6)
+        device = self.range.points.device(inj.target)
+        host, port = self.range.endpoint(inj.target)
+        target = Target(host, port, device.protocol, device.unit, device.name)
+        if inj.technique == "mitm.replay":
+            await self._start_replay(inj, target)
+            return
+        try:
+            params = resolve_params(self.range, inj, device.protocol)
+            actions = await execute(
+                inj.technique, target, params, boundary=self.range.boundary, source_host=ATTACKER_HOST
+            )
+        except (ValueError, KeyError) as exc:
+            self.errors.append(f"inject {inj.id}: {exc}")
+            return
+        tech = get(inj.technique)
+        for a in actions:
+            self.truth.append(
+                TruthAction(
+                    inj.id,
+                    a.technique,
+                    tuple(a.attack_ids) or tech.attack_ids,
+                    t0,
+                    t0,
+                    a.source,
+                    a.target,
+                    a.requests,
+                    a.outcome,
+                )
+            )
+
+    async def _start_replay(self, inj: Inject, target: Any) -> None:
+        try:
+            from interlock.drill.techniques.mitm import ReplayProxy
+        except ImportError:
+            self.errors.append(f"inject {inj.id}: mitm.replay is not available in this build")
+            return
+
+        listen = ("127.0.0.67", 15020 + len(self._proxies))
+        self.range.boundary.register(*listen, name=f"attacker proxy for {inj.target}")
+        proxy = ReplayProxy(listen, (target.host, target.port), boundary=self.range.boundary)
+        await proxy.start()
+        await self.range.masters[inj.target].repoint(*listen)
+        self._proxies[inj.id] = proxy
+        record_s = float(inj.params.get("record", 120.0))
+        self.truth.append(
+            TruthAction(
+                inj.id,
+                "mitm.replay",
+                ("T0830", "T0856", "T0832"),
+                self.range.time_s,
+                inj.until_s if inj.until_s is not None else self.scenario.duration_s,
+                "127.0.0.67",
+                f"{target.host}:{target.port}",
+                0,
+                "ok",
+            )
+        )
+        self._replay_at = self.range.time_s + record_s
+
+    async def _service_replays(self) -> None:
+        for inj_id, proxy in list(self._proxies.items()):
+            inj = self.scenario.inject(inj_id)
+            if not proxy.replaying and self.range.time_s >= inj.at_s + float(inj.params.get("record", 120.0)):
+                proxy.replay()
+            if inj.until_s is not None and self.range.time_s >= inj.until_s:
+                await self.range.masters[inj.target].repoint(*self.range.endpoint(inj.target))
+                await proxy.close()
+                del self._proxies[inj_id]
+
+    # -- the run -----------------------------------------------------------------------------
+    async def run(self, progress: Callable[[float, float], None] | None = None) -> DrillRecord:
+        started = time.time()
+        rng = self.range
+        await rng.start()
+        try:
+            events = self._events()
+            end = self.scenario.duration_s
+            step = max(rng.poll_s, 1.0)
+            while rng.time_s < end - 1e-9:
+                due = [e for e in events if e[0] <= rng.time_s + 1e-9]
+                for e in due:
+                    events.remove(e)
+                    rng.mark_time()
+                    await self._inject(e[2])
+                    rng.mark_time()
+                await self._service_replays()
+                nxt = min([e[0] for e in events] + [rng.time_s + step, end])
+                await rng.advance(max(rng.scan_s, nxt - rng.time_s))
+                if progress is not None:
+                    progress(rng.time_s, end)
+            for proxy in self._proxies.values():
+                await proxy.close()
+        finally:
+            await rng.stop()
+        hazards = [(t, _Hazard(h, tag, v, _limit(rng, h))) for t, h, tag, v in rng.events.hazards]
+        trips = rng.plant.sis.events
+        neutral = [
+            Neutralization(e.time_s, "sis_trip", None, f"{e.trip} on {e.tag} = {e.value:.2f}") for e in trips
+        ]
+        return DrillRecord(
+            scenario=self.scenario.id,
+            seed=self.seed,
+            truth=tuple(self.truth),
+            alerts=(),
+            neutralizations=tuple(neutral),
+            trends=rng.historian.table(),
+            hazards=hazard_events(hazards, trips),
+            started_wall=started,
+            ended_wall=time.time(),
+            duration_s=rng.time_s,
+            meta={
+                "speed": str(self.speed),
+                "plant": self.scenario.plant,
+                "errors": list(self.errors),
+                "timebase": rng.timebase,
+            },
+        )
+
+
+class _Hazard:
+    def __init__(self, hazard: str, tag: str, value: float, limit: float) -> None:
+        self.hazard, self.tag, self.value, self.limit = hazard, tag, value, limit
+
+
+def _limit(rng: Range, hazard: str) -> float:
+    for lim in rng.plant.SAFETY_LIMITS:
+        if lim.hazard == hazard:
+            return float(lim.high if lim.high is not None else lim.low if lim.low is not None else 0.0)
+    return 0.0
+
+
+# -- the defenders ---------------------------------------------------------------------------
+def defend(capture: Path, warmup_end: float | None) -> list[Any]:
+    """Interlock's own detectors over the drill capture: rules on all of it, the baseline learned
+    on the warm-up and applied after it."""
+    from datetime import UTC, datetime
+
+    from interlock.capture.decode import decode_path
+    from interlock.detect.cli import default_rules_dir
+    from interlock.detect.network.baseline import Baseline, BaselineDetector
+    from interlock.detect.network.rules import RuleEngine, load_rules
+
+    rules_dir = default_rules_dir()
+    if rules_dir is None:
+        raise DrillError("no detection rules found next to this installation; reinstall Interlock")
+    batches, _ = decode_path(capture)
+    table = pa.Table.from_batches(list(batches))
+    engine = RuleEngine(load_rules(rules_dir), capture=str(capture))
+    alerts: list[Any] = []
+    for batch in table.to_batches():
+        alerts.extend(engine.process(batch))
+    alerts.extend(engine.finish())
+    if warmup_end is not None and table.num_rows:
+        cut = pa.scalar(datetime.fromtimestamp(warmup_end, UTC), type=table.schema.field("ts").type)
+        before = table.filter(pc.less(table["ts"], cut))
+        after = table.filter(pc.greater_equal(table["ts"], cut))
+        if before.num_rows and after.num_rows:
+            baseline = Baseline().fit(before.to_batches())
+            learned = BaselineDetector(baseline, capture=str(capture))
+            for batch in after.to_batches():
+                alerts.extend(learned.process(batch))
+            alerts.extend(learned.finish())
+    return alerts
+
+
+def run_drill(
+    scenario: Scenario,
+    out_dir: Path,
+    *,
+    seed: int | None = None,
+    alerts_file: Path | None = None,
+    speed: str | None = None,
+    progress: bool = True,
+    db: Path | None = None,
+    store: bool = True,
+) -> tuple[DrillRecord, Score]:
+    """Run ``scenario`` end to end; leave the capture, alerts, report.html and score.json in ``out_dir``."""
+    from interlock.capture.tap import LoopbackTap, TapError
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drill = Drill(scenario, out_dir, seed=seed, speed=speed)
+    capture = out_dir / CAPTURE_NAME
+    tap: LoopbackTap | None = None
+    notes: list[str] = []
+    if alerts_file is None:
+        try:
+            tap = LoopbackTap(capture).start()
+        except TapError as exc:
+            notes.append(f"no network defender: {exc}")
+    record = asyncio.run(_run_with_progress(drill, progress))
+    if tap is not None:
+        tap.stop()
+        retime(capture, drill.range)
+    rng = drill.range
+    to_plant = rng.plant_time_of
+    alerts: list[AlertSeen]
+    if alerts_file is not None:
+        alerts = load_alerts(alerts_file, to_plant)
+        defender = f"external alerts from {alerts_file}"
+    elif tap is not None:
+        found = defend(capture, rng.calendar_of(scenario.warmup_s))
+        _write_alerts(found, out_dir / "alerts.jsonl")
+        alerts = [alert_seen(a, lambda ts: ts - rng.calendar_of(0.0)) for a in found]
+        defender = "interlock rules and learned baseline"
+    else:
+        alerts, defender = [], "none"
+    meta = {**record.meta, "defender": defender, "notes": notes, "packets": tap.packets if tap else 0}
+    record = replace(record, alerts=tuple(sorted(alerts, key=lambda a: a.time_s)), meta=meta)
+    score = score_drill(record, scenario)
+    _write_outputs(record, scenario, score, out_dir)
+    if store:
+        _store(record, scenario, score, db)
+    return record, score
+
+
+def retime(capture: Path, rng: Range) -> None:
+    """Rewrite the capture's timestamps to the plant's calendar, so the defenders see the traffic at
+    the pace the plant lived it (one HMI poll a plant second), whatever the speed of the run."""
+    from interlock.capture.pcap import PcapWriter, read_frames
+
+    tmp = capture.with_suffix(".tmp")
+    with capture.open("rb") as src, tmp.open("wb") as dst:
+        writer = PcapWriter(dst)
+        last = 0.0
+        for _no, ts, _lt, data in read_frames(src, str(capture)):
+            # Monotone by construction; the max() guards against clock steps of the host.
+            last = max(last, rng.calendar_of(rng.plant_time_of(ts)))
+            writer.write(last, data)
+    tmp.replace(capture)
+
+
+async def _run_with_progress(drill: Drill, progress: bool) -> DrillRecord:
+    if not progress:
+        return await drill.run()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[plant]}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"drill {drill.scenario.id}", total=drill.scenario.duration_s, plant="")
+
+        def update(t: float, end: float) -> None:
+            bar.update(task, completed=t, plant=f"plant time {t / 60:5.1f} / {end / 60:.0f} min")
+
+        return await drill.run(update)
+
+
+def _write_alerts(alerts: list[Any], path: Path) -> None:
+    from interlock.detect.alerts import JsonlAlertWriter
+
+    with path.open("w", encoding="utf-8") as fh:
+        writer = JsonlAlertWriter(fh)
+        for a in alerts:
+            writer.write(a)
+
+
+def _write_outputs(record: DrillRecord, scenario: Scenario, score: Score, out_dir: Path) -> None:
+    import json
+
+    try:
+        from interlock.drill.report import write_report
+    except ImportError:
+        (out_dir / "score.json").write_text(json.dumps(score.to_json(), indent=2) + "\n", encoding="utf-8")
+        return
+    write_report(record, scenario, score, out_dir)
+    if record.trends is not None:
+        import pyarrow.parquet as pq
+
+        pq.write_table(record.trends, out_dir / "historian.parquet", compression="zstd")
+
+
+def _store(record: DrillRecord, scenario: Scenario, score: Score, db: Path | None) -> None:
+    try:
+        from interlock.drill import programme
+    except ImportError:
+        return
+    programme.record_drill(record, scenario, score, db)  # type: ignore[attr-defined,unused-ignore]
