@@ -1,8 +1,10 @@
 """Scripted excursions of each plant, for the docs figures and the tests.
 
 Each run is the attack-like case of its plant: control pushed out of its envelope and held there,
-so only the SIS stands between the plant and its hazard. ``python -m interlock.range.demo DIR``
-writes ``range-reactor.png`` and ``range-pipeline.png`` into DIR.
+so only the SIS stands between the plant and its hazard. The refinery also has an hour of normal
+operation with one disturbance (a charge-rate step), run under the two level loops a PLC closes,
+since its levels integrate. ``python -m interlock.range.demo DIR`` writes ``range-reactor.png``,
+``range-pipeline.png`` and ``range-refinery.png`` into DIR.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from interlock.range.plants import GasPipeline, Plant, Reactor
+from interlock.range.plants import GasPipeline, Plant, Reactor, Refinery
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,74 @@ def pipeline_excursion(*, sis_enabled: bool = True, seed: int = 0, hours: float 
     return _run(plant, hours * 3600.0, 10.0, {3600.0: ("delivery_valve", 0.0)})
 
 
+# What each refinery excursion overrides, held from minute 1: the attack-like write of its drill.
+REFINERY_EXCURSIONS: dict[str, tuple[str, float]] = {
+    "tube_overtemp": ("fuel_valve", 1.0),
+    "high_level": ("bottoms_valve", 0.0),
+    "column_flooding": ("reboiler_duty", 20.0),
+}
+
+
+def refinery_excursion(hazard: str, *, sis_enabled: bool = True, seed: int = 0, minutes: float = 20.0) -> Run:
+    """One refinery actuator forced at minute 1 (see ``REFINERY_EXCURSIONS``) and held there."""
+    plant = Refinery(seed=seed, sis_enabled=sis_enabled)
+    return _run(plant, minutes * 60.0, 1.0, {60.0: REFINERY_EXCURSIONS[hazard]})
+
+
+def refinery_disturbance(*, seed: int = 0, minutes: float = 60.0, feed_step_kg_s: float = 5.0) -> Run:
+    """Normal operation with the level loops closed; the crude charge steps up 10 % at minute 15."""
+    plant = Refinery(seed=seed)
+    nominal = plant.initial_actuators()
+    times: list[float] = []
+    truth: list[dict[str, float]] = []
+    for i in range(round(minutes * 60.0)):
+        if i == 900:
+            plant.set_actuator("feed_flow", nominal["feed_flow"] + feed_step_kg_s)
+        # P-only level loops on the draw valves, on the noisy transmitters a PLC would read:
+        # gain 2 (valve fraction per fraction of level) gives 3-4 minute closed-loop lags.
+        seen = plant.sensors()
+        for valve, level in (
+            ("distillate_valve", "reflux_drum_level_pct"),
+            ("bottoms_valve", "bottoms_level_pct"),
+        ):
+            plant.set_actuator(valve, nominal[valve] + 2.0 * (seen[level] - 50.0) / 100.0)
+        plant.step(1.0)
+        times.append(plant.time_s)
+        truth.append(plant.truth())
+    return Run(plant, tuple(times), tuple(truth))
+
+
+def plot_refinery(path: Path) -> Path:
+    """Four panels of ``refinery_disturbance``: heater, column temperatures, levels, hydraulics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = refinery_disturbance()
+    minutes = [t / 60.0 for t in run.time_s]
+    panels = (
+        ("heater (C)", ("heater_outlet_c", "tube_skin_c")),
+        ("column temperatures (C)", ("top_temp_c", "tray_temp_c", "bottom_temp_c")),
+        ("levels (%)", ("reflux_drum_level_pct", "bottoms_level_pct")),
+        ("purity %, flood %, dp kPa", ("distillate_purity_pct", "flooding_pct", "column_dp_kpa")),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6), dpi=110, sharex=True)
+    for ax, (label, tags) in zip(axes.flat, panels, strict=True):
+        for tag in tags:
+            ax.plot(minutes, [v[tag] for v in run.truth], label=tag)
+        ax.axvline(15.0, color="grey", lw=0.8, ls=":")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("plant time (min)")
+    fig.suptitle(f"refinery: {refinery_disturbance.__doc__}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _run(plant: Plant, duration_s: float, dt_s: float, script: dict[float, tuple[str, float]]) -> Run:
     times: list[float] = []
     truth: list[dict[str, float]] = []
@@ -50,7 +120,7 @@ def _run(plant: Plant, duration_s: float, dt_s: float, script: dict[float, tuple
 
 
 def plot(out_dir: Path) -> list[Path]:
-    """Draw both excursions, with and without the SIS, and return the PNG paths."""
+    """Draw both excursions (with and without the SIS) and the refinery hour; return the PNG paths."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on the CI runner
@@ -85,6 +155,7 @@ def plot(out_dir: Path) -> list[Path]:
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
+    written.append(plot_refinery(out_dir / "range-refinery.png"))
     return written
 
 

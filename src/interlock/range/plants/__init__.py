@@ -3,9 +3,9 @@
 from interlock.range.plants.base import Actuator, Hazard, Plant, SafetyLimit, Sis, SisTrip, TripEvent
 from interlock.range.plants.gas_pipeline import GasPipeline
 from interlock.range.plants.reactor import Reactor
+from interlock.range.plants.refinery import Refinery
 
-# The refinery (issue 4) is not built yet; its id joins this table when it is.
-PLANTS: dict[str, type[Plant]] = {"gas-pipeline": GasPipeline, "reactor": Reactor}
+PLANTS: dict[str, type[Plant]] = {"gas-pipeline": GasPipeline, "reactor": Reactor, "refinery": Refinery}
 
 __all__ = [
     "PLANTS",
@@ -14,6 +14,7 @@ __all__ = [
     "Hazard",
     "Plant",
     "Reactor",
+    "Refinery",
     "SafetyLimit",
     "Sis",
     "SisTrip",
