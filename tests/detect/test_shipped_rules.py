@@ -82,6 +82,7 @@ BUILT: dict[str, Callable[[PcapWriter], None]] = {
 
 # rule file -> capture that shows its behaviour: "built:NAME", "sample", or a shared capture
 FIRES = {
+    "dnp3/request_with_outstation_direction.yml": "dnp3/qut_dnp3_injection_training_frequent.pcap",
     "modbus/function_code_scan.yml": "built:fc_scan",
     "modbus/address_scan.yml": "modbus/characterization_modbus_6RTU_with_operate.pcap",
     "modbus/diagnostics_restart_communications.yml": "modbus/modbus_test_data_part1.pcap",
