@@ -5,7 +5,8 @@ machine may not have Wireshark's tools, and the drill must run there; a packet s
 ``lo`` needs only the CAP_NET_RAW that capturing needs anyway. Like libpcap, it skips the
 outgoing copy of each loopback packet (``PACKET_OUTGOING``), which the kernel also delivers as
 incoming, so every packet is written once. Frames go to a pcap file through ``PcapWriter``; only
-IPv4 packets between two addresses of ``net`` are kept (the range's own 127.0.0.0/24).
+IPv4 packets between two addresses of ``net`` are kept (the range's own 127.0.0.0/24), and
+with ``hosts`` only those to or from one of them.
 """
 
 from __future__ import annotations
@@ -43,10 +44,15 @@ class TapError(Exception):
 class LoopbackTap:
     """Capture ``iface`` into ``path`` on a background thread until ``stop``."""
 
-    def __init__(self, path: Path, *, iface: str = "lo", net: str = "127.0.0.0/24") -> None:
+    def __init__(
+        self, path: Path, *, iface: str = "lo", net: str = "127.0.0.0/24", hosts: frozenset[str] | None = None
+    ) -> None:
         self.path = path
         self.iface = iface
         self.net = ipaddress.ip_network(net)
+        # With ``hosts``, a packet is kept only when one end is one of them (the range's own
+        # devices), so other software on loopback stays out of the drill's evidence.
+        self.hosts = frozenset(ipaddress.IPv4Address(h) for h in hosts) if hosts else None
         self.packets = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,7 +88,9 @@ class LoopbackTap:
             return False
         src = ipaddress.IPv4Address(frame[26:30])
         dst = ipaddress.IPv4Address(frame[30:34])
-        return src in self.net and dst in self.net
+        if src not in self.net or dst not in self.net:
+            return False
+        return self.hosts is None or src in self.hosts or dst in self.hosts
 
     def _run(self) -> None:
         assert self._sock is not None

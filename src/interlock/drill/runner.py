@@ -42,6 +42,7 @@ from interlock.drill.score import Score, alert_seen, hazard_events, load_alerts,
 from interlock.range.runtime import Range
 
 ATTACKER_HOST = "127.0.0.66"
+PROXY_HOST = "127.0.0.67"  # where the attacker's man-in-the-middle proxy listens
 CAPTURE_NAME = "drill.pcap"
 
 
@@ -151,7 +152,7 @@ class Drill:
             self.errors.append(f"inject {inj.id}: mitm.replay is not available in this build")
             return
 
-        listen = ("127.0.0.67", 15020 + len(self._proxies))
+        listen = (PROXY_HOST, 15020 + len(self._proxies))
         self.range.boundary.register(*listen, name=f"attacker proxy for {inj.target}")
         proxy = ReplayProxy(listen, (target.host, target.port), boundary=self.range.boundary)
         await proxy.start()
@@ -300,7 +301,8 @@ def run_drill(
     notes: list[str] = []
     if alerts_file is None:
         try:
-            tap = LoopbackTap(capture).start()
+            hosts = frozenset({d.host for d in drill.range.points.devices} | {PROXY_HOST})
+            tap = LoopbackTap(capture, hosts=hosts).start()
         except TapError as exc:
             notes.append(f"no network defender: {exc}")
     record = asyncio.run(_run_with_progress(drill, progress))
