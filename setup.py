@@ -1,5 +1,6 @@
-"""Build hook: ship the repository's ``rules/`` inside the package, so wheel installs find the
-detection rules (they live at the top of the repository, where analysts read and add to them)."""
+"""Build hook: ship the repository's ``rules/`` and ``playbooks/`` inside the package, so wheel
+installs find the detection rules and response playbooks (they live at the top of the repository,
+where analysts read and add to them)."""
 
 import shutil
 from pathlib import Path
@@ -14,6 +15,10 @@ class BuildWithRules(build_py):
         rules = Path(__file__).parent / "rules"
         if rules.is_dir():
             shutil.copytree(rules, Path(self.build_lib) / "interlock" / "rules", dirs_exist_ok=True)
+        playbooks = Path(__file__).parent / "playbooks"
+        if playbooks.is_dir():
+            shutil.copytree(playbooks, Path(self.build_lib) / "interlock" / "playbooks",
+                            dirs_exist_ok=True)
 
 
 setup(cmdclass={"build_py": BuildWithRules})

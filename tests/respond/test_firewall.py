@@ -55,7 +55,7 @@ class Running:
     """A firewall served from its own event-loop thread; alerts appended to ``path``."""
 
     def __init__(self, upstream: tuple[str, int], policy: Policy, mode: Mode, path: Path,
-                 timeout: float = 1.0) -> None:
+                 timeout: float = 1.0, kind: type[Any] = Firewall, **options: Any) -> None:
         self.path = path
         self.fh = path.open("a", encoding="utf-8")
         writer = JsonlAlertWriter(self.fh)
@@ -64,8 +64,8 @@ class Running:
             writer.write(alert)
             self.fh.flush()
 
-        self.fw = Firewall(FirewallConfig((HOST, 0), upstream, policy, mode,
-                                          response_timeout=timeout, connect_timeout=timeout), sink)
+        self.fw = kind(FirewallConfig((HOST, 0), upstream, policy, mode, response_timeout=timeout,
+                                      connect_timeout=timeout, **options), sink)
         self.thread = LoopThread("firewall")
         self.thread.call(self.fw.start())
         self.port = self.fw.port

@@ -1,4 +1,5 @@
-"""Neutralize: the inline Modbus/TCP firewall (policy, proxy, command line)."""
+"""Neutralize: the inline Modbus/TCP and DNP3 firewalls (policy, proxies, command line), policies
+learned from traffic, and response playbooks (``interlock respond``). See docs/firewall.md."""
 
 from interlock.respond.policy import (
     MONITOR_POLICY,

@@ -5,22 +5,27 @@ its response, which is how Modbus/TCP clients and most PLCs work; so transaction
 unchanged and responses are relayed byte for byte. The decision is the pure
 :func:`~interlock.respond.policy.decide`; this module only moves bytes and reports.
 
-Failure behaviour (issue 8): a request that breaks the spec is dropped and alerted (enforce) or
-forwarded and alerted (monitor); a broken MBAP header ends the connection, because the next frame
+Failure behaviour (issue 8): a request that breaks the spec is dropped and alerted, in every
+mode; a broken MBAP header ends the connection, because the next frame
 boundary cannot be found. Upstream unreachable: GATEWAY_PATH_UNAVAILABLE (0x0A); upstream silent
 or gone mid-request: GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND (0x0B). The proxy keeps serving and
-reconnects on the next request.
+reconnects on the next request. An unexpected exception in decoding or in the policy engine
+follows ``fail``: ``open`` forwards the request, ``closed`` answers SERVER_DEVICE_FAILURE (0x04);
+both alert. Connections over ``max_connections`` (total) or ``max_clients_per_host`` are reset
+before a byte is read. ``learn`` mode forwards everything and learns a policy from it
+(:class:`~interlock.respond.learned.PolicyLearner`). :meth:`Firewall.reload` swaps the policy of
+a running firewall (the command line calls it on SIGHUP and when the policy file changes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 from interlock.detect import attack
@@ -28,9 +33,13 @@ from interlock.detect.alerts import Alert, FlowRef
 from interlock.protocols.base import Direction, Malformed
 from interlock.protocols.modbus import ExceptionCode, ModbusPdu, build_adu, parse_mbap, parse_pdu
 from interlock.protocols.modbus.fields import MBAP_SIZE
+from interlock.respond.learned import PolicyLearner
+from interlock.respond.limits import ConnectionLimits
+from interlock.respond.limits import reset as _reset
 from interlock.respond.policy import Policy, RateLimiter, Request, Verdict, decide, request_of
 
-Mode = Literal["enforce", "monitor"]
+Mode = Literal["enforce", "monitor", "learn"]
+FailMode = Literal["open", "closed"]
 AlertSink = Callable[[Alert], None]
 
 
@@ -44,6 +53,10 @@ class FirewallConfig:
     # timeout (pymodbus: 3 s) should see our 0x0B rather than expire first.
     response_timeout: float = 2.0
     connect_timeout: float = 1.0
+    fail: FailMode = "closed"  # what an unexpected error in decoding or the policy engine does
+    max_connections: int | None = None
+    max_clients_per_host: int | None = None
+    learn_out: Path | None = None  # learn mode: where the learned policy is written on close
 
 
 @dataclass(slots=True)
@@ -53,6 +66,9 @@ class Stats:
     blocked: int = 0
     malformed: int = 0
     upstream_failures: int = 0
+    refused: int = 0  # connections over a limit
+    engine_errors: int = 0
+    reloads: int = 0
 
 
 def exception_adu(transaction_id: int, unit: int, function: int, code: ExceptionCode) -> bytes:
@@ -70,7 +86,27 @@ class Firewall:
         self.clock = clock
         self.stats = Stats()
         self.rate = RateLimiter(config.policy.max_rate) if config.policy.max_rate else None
+        self.limits = ConnectionLimits(config.max_connections, config.max_clients_per_host)
+        self.learner = PolicyLearner(comment=f"learned live by interlock firewall in front of "
+                                     f"{config.upstream[0]}:{config.upstream[1]}"
+                                     ) if config.mode == "learn" else None
         self._server: asyncio.Server | None = None
+
+    def reload(self, policy: Policy) -> None:
+        """Use ``policy`` from the next request on; connections stay open. The rate buckets
+        restart only when the rate changes."""
+        old = self.config.policy.max_rate
+        self.config = replace(self.config, policy=policy)
+        if policy.max_rate != old:
+            self.rate = RateLimiter(policy.max_rate) if policy.max_rate else None
+        self.stats.reloads += 1
+
+    def write_learned(self) -> Path | None:
+        """Learn mode: write the policy seen so far to ``learn_out`` (None if nothing to do)."""
+        if self.learner is None or self.config.learn_out is None:
+            return None
+        self.config.learn_out.write_text(self.learner.to_yaml(), encoding="utf-8")
+        return self.config.learn_out
 
     async def start(self) -> None:
         host, port = self.config.listen
@@ -92,14 +128,33 @@ class Firewall:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+            self._server = None
 
     # --- one client connection
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.stats.connections += 1
         peer = writer.get_extra_info("peername") or ("?", 0)
         client = (str(peer[0]), int(peer[1]))
+        refused = self.limits.admit(client[0])
+        if refused is not None:
+            self.stats.refused += 1
+            if self.limits.should_alert(client[0], time.monotonic()):
+                self._emit("T0814", "medium", client, 0, "firewall/limit",
+                           "Modbus connection refused by firewall limit",
+                           f"{client[0]}: {refused}; further refusals of this host are counted, "
+                           "alerted again after 10 s")
+            _reset(writer)
+            return
+        self.stats.connections += 1
+        try:
+            await self._session(reader, writer, client)
+        finally:
+            self.limits.release(client[0])
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       client: tuple[str, int]) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        enforce = self.config.mode == "enforce"
         try:
             while True:
                 frame = await self._read_request(reader, client)
@@ -107,15 +162,31 @@ class Firewall:
                     return
                 adu, tid, unit, pdu = frame
                 function = adu[MBAP_SIZE]
-                if pdu is None:  # malformed but framed: already alerted
-                    if self.config.mode == "enforce":
-                        continue
+                if pdu is None:
+                    # malformed but framed: already alerted; dropped in every mode, since a
+                    # PLC's parser is the last place a malformed request should be tested
+                    continue
                 else:
-                    req = request_of(unit, pdu, function)
-                    verdict = self._verdict(req, client[0])
+                    try:
+                        if isinstance(pdu, Exception):
+                            raise pdu
+                        req = request_of(unit, pdu, function)
+                        if self.learner is not None:
+                            self.learner.observe(client[0], req)
+                            verdict = Verdict(True, "learn", "learn mode")
+                        else:
+                            verdict = self._verdict(req, client[0])
+                    except Exception as exc:
+                        if not self._engine_error(exc, client, unit, function) and enforce:
+                            self.stats.blocked += 1
+                            writer.write(exception_adu(tid, unit, function,
+                                                       ExceptionCode.SERVER_DEVICE_FAILURE))
+                            await writer.drain()
+                            continue
+                        verdict = Verdict(True, "fail-open", "forwarded")
                     if not verdict.allow:
                         self._alert(verdict, client, unit, req)
-                        if self.config.mode == "enforce":
+                        if enforce:
                             self.stats.blocked += 1
                             action = self.config.policy.action
                             if action == "reset":
@@ -142,10 +213,22 @@ class Firewall:
                            "requests/s", ExceptionCode.SERVER_DEVICE_BUSY, "T0814")
         return decide(req, client, self.config.policy)
 
+    def _engine_error(self, exc: Exception, client: tuple[str, int], unit: int,
+                      function: int) -> bool:
+        """An unexpected exception while decoding or deciding: alert; True if it fails open."""
+        self.stats.engine_errors += 1
+        opened = self.config.fail == "open"
+        fate = ("forwarded (--fail open)" if opened else "blocked (--fail closed)") \
+            if self.config.mode == "enforce" else f"forwarded ({self.config.mode} mode)"
+        self._emit("T0855", "high", client, unit, f"firewall/fail-{self.config.fail}",
+                   f"Modbus request {fate} after a firewall error",
+                   f"function {function} from {client[0]}: {type(exc).__name__}: {exc}")
+        return opened
+
     async def _read_request(self, reader: asyncio.StreamReader, client: tuple[str, int]
-                            ) -> tuple[bytes, int, int, ModbusPdu | None] | None:
-        """Next request ADU as (bytes, tid, unit, pdu or None if malformed); None ends the
-        connection."""
+                            ) -> tuple[bytes, int, int, ModbusPdu | Exception | None] | None:
+        """Next request ADU as (bytes, tid, unit, pdu or None if malformed, or the exception
+        the codec raised); None ends the connection."""
         try:
             head = await reader.readexactly(MBAP_SIZE)
         except asyncio.IncompleteReadError as e:
@@ -164,7 +247,10 @@ class Firewall:
             self._malformed(client, header.unit_id, f"MBAP length {header.length} but only "
                                                     f"{len(e.partial)} PDU bytes before close")
             return None
-        pdu = parse_pdu(body, Direction.REQUEST)
+        try:
+            pdu = parse_pdu(body, Direction.REQUEST)
+        except Exception as exc:
+            return head + body, header.transaction_id, header.unit_id, exc
         if isinstance(pdu, Malformed):
             self._malformed(client, header.unit_id,
                             f"function {body[0]}: {pdu.reason} {pdu.detail}".strip())
@@ -228,15 +314,7 @@ class Firewall:
 
     def _malformed(self, client: tuple[str, int], unit: int, detail: str) -> None:
         self.stats.malformed += 1
-        fate = "dropped" if self.config.mode == "enforce" else "forwarded (monitor mode)"
+        fate = "dropped"
         self._emit("T0855", "medium", client, unit, "firewall/malformed",
                    f"Malformed Modbus request {fate}", f"from {client[0]}: {detail}")
 
-
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP RST (SO_LINGER 0), as a firewall's reject-with-reset does."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()

@@ -50,8 +50,11 @@ Span = tuple[int, int]  # inclusive
 
 # Function codes that change the device's state; a block of one is "Unauthorized Command Message".
 WRITE_FUNCTIONS = frozenset({5, 6, 15, 16, 21, 22, 23})
-RULE_KEYS = frozenset({"name", "action", "clients", "units", "functions", "addresses", "values"})
-POLICY_KEYS = frozenset({"default", "action", "max_rate", "rules"})
+RULE_KEYS = frozenset({"name", "action", "clients", "units", "functions", "addresses", "values",
+                       "groups", "indexes"})
+POLICY_KEYS = frozenset({"protocol", "default", "action", "max_rate", "rules"})
+Protocol = Literal["modbus", "dnp3"]
+GroupVariation = tuple[int, int | None]  # (group, variation); None: any variation
 
 
 class PolicyError(ValueError):
@@ -123,6 +126,8 @@ class Rule:
     functions: frozenset[int] | None = None
     addresses: tuple[Span, ...] | None = None
     values: tuple[Span, ...] | None = None
+    groups: frozenset[GroupVariation] | None = None  # DNP3 only
+    indexes: tuple[Span, ...] | None = None  # DNP3 only: point indexes
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,7 @@ class Policy:
     max_rate: float | None = None
     rules: tuple[Rule, ...] = ()
     source: str = "<policy>"
+    protocol: Protocol = "modbus"
 
 
 MONITOR_POLICY = Policy(source="<none>")  # no policy file: everything allowed, nothing blocked
@@ -144,6 +150,7 @@ class Verdict:
     reason: str  # one sentence with the values involved
     exception: ExceptionCode | None = None
     technique: str = "T0855"  # Unauthorized Command Message; T0836 Modify Parameter for values
+    iin: int = 0  # DNP3 only: the IIN2 bit an outstation would set for this refusal
 
 
 def _within(items: Iterable[int], ranges: tuple[Span, ...]) -> bool:
@@ -287,14 +294,32 @@ def _ranges(source: str, node: yaml.Node, what: str) -> tuple[Span, ...]:
     return tuple(out)
 
 
-def _functions(source: str, node: yaml.Node) -> frozenset[int]:
+def _functions(source: str, node: yaml.Node, protocol: Protocol = "modbus") -> frozenset[int]:
+    from interlock.protocols.dnp3 import FunctionCode as Dnp3Function
+
+    names: dict[str, int] = {k: int(v) for k, v in (
+        Dnp3Function.__members__ if protocol == "dnp3" else FunctionCode.__members__).items()}
+    lo, hi = (0, 33) if protocol == "dnp3" else (1, 127)  # DNP3: request codes only
     out = set()
     for item in _seq(source, node, "functions"):
         text = str(item.value) if isinstance(item, yaml.ScalarNode) else ""
-        if text.upper() in FunctionCode.__members__:
-            out.add(int(FunctionCode[text.upper()]))
+        if text.upper() in names:
+            out.add(names[text.upper()])
         else:
-            out.add(_int(source, item, "function code", 1, 127))
+            out.add(_int(source, item, f"{protocol} function code", lo, hi))
+    return frozenset(out)
+
+
+def _groups(source: str, node: yaml.Node) -> frozenset[GroupVariation]:
+    """DNP3 object groups: ``12`` or ``g12`` (any variation), ``g12v1`` or ``12v1``."""
+    out: set[GroupVariation] = set()
+    for item in _seq(source, node, "groups"):
+        text = str(item.value).strip().lower() if isinstance(item, yaml.ScalarNode) else ""
+        g, _, v = text.removeprefix("g").partition("v")
+        if not g.isdigit() or (v and not v.isdigit()) or not 0 <= int(g) <= 255 \
+                or (v and not 0 <= int(v) <= 255):
+            raise _fail(source, item, f"group {item.value!r} must look like 12, g12 or g12v1")
+        out.add((int(g), int(v) if v else None))
     return frozenset(out)
 
 
@@ -327,20 +352,31 @@ def _mapping(source: str, node: yaml.Node, what: str, keys: frozenset[str]
     return out
 
 
-def _rule(source: str, node: yaml.Node, index: int) -> Rule:
+def _rule(source: str, node: yaml.Node, index: int, protocol: Protocol = "modbus") -> Rule:
     m = _mapping(source, node, "a rule", RULE_KEYS)
     get = {k: v for k, (_, v) in m.items()}
+    # each protocol has its own fields; naming the other's is a mistake, not a no-op
+    wrong = ("addresses", "values") if protocol == "dnp3" else ("groups", "indexes")
+    for key in wrong:
+        if key in m:
+            hint = ("use groups and indexes (point indexes) for DNP3" if protocol == "dnp3"
+                    else "add 'protocol: dnp3' at the top for a DNP3 policy")
+            raise _fail(source, m[key][0], f"{key!r} is not a {protocol} rule field; {hint}")
+    unit_hi = 0xFFFF if protocol == "dnp3" else 255
     return Rule(
         line=node.start_mark.line + 1,
         name=str(get["name"].value) if "name" in get else f"rule {index + 1}",
         action="deny" if "action" in get and _choice(
             source, get["action"], "rule action", ("allow", "deny")) == "deny" else "allow",
         clients=_clients(source, get["clients"]) if "clients" in get else None,
-        units=frozenset(_int(source, n, "unit", 0, 255) for n in _seq(source, get["units"], "units"))
+        units=frozenset(_int(source, n, "unit", 0, unit_hi)
+                        for n in _seq(source, get["units"], "units"))
         if "units" in get else None,
-        functions=_functions(source, get["functions"]) if "functions" in get else None,
+        functions=_functions(source, get["functions"], protocol) if "functions" in get else None,
         addresses=_ranges(source, get["addresses"], "address") if "addresses" in get else None,
         values=_ranges(source, get["values"], "value") if "values" in get else None,
+        groups=_groups(source, get["groups"]) if "groups" in get else None,
+        indexes=_ranges(source, get["indexes"], "index") if "indexes" in get else None,
     )
 
 
@@ -365,16 +401,20 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
             raise _fail(source, node, "max_rate must be a number of requests per second") from None
         if max_rate <= 0:
             raise _fail(source, node, "max_rate must be positive")
-    rules = tuple(_rule(source, n, i) for i, n in enumerate(_seq(source, get["rules"], "rules"))
+    protocol: Protocol = "dnp3" if "protocol" in get and _choice(
+        source, get["protocol"], "protocol", ("modbus", "dnp3")) == "dnp3" else "modbus"
+    rules = tuple(_rule(source, n, i, protocol)
+                  for i, n in enumerate(_seq(source, get["rules"], "rules"))
                   ) if "rules" in get else ()
     default = _choice(source, get["default"], "default", ("allow", "deny")) \
         if "default" in get else "allow"
+    # a DNP3 gateway drops what it refuses (see docs/firewall.md); a Modbus one answers
     action = _choice(source, get["action"], "action", ("exception", "drop", "reset")) \
-        if "action" in get else "exception"
+        if "action" in get else ("drop" if protocol == "dnp3" else "exception")
     return Policy(default="deny" if default == "deny" else "allow",
                   action="drop" if action == "drop" else "reset" if action == "reset"
                   else "exception",
-                  max_rate=max_rate, rules=rules, source=source)
+                  max_rate=max_rate, rules=rules, source=source, protocol=protocol)
 
 
 def load_policy(path: Path) -> Policy:
