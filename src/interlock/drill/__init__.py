@@ -1,0 +1,1 @@
+"""Drills: attack techniques and scenarios run against the range, with ground truth."""

@@ -1,0 +1,1 @@
+"""Tests of the drill: techniques and scenarios against the range."""

@@ -1,0 +1,1 @@
+"""Tests of the technique library against real peers on loopback."""
