@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import copy
 import os
 import time
@@ -65,6 +66,7 @@ class RangeEvents:
     commands: list[tuple[float, str, str, float, str]] = field(
         default_factory=list
     )  # t, device, tag, value, detail
+    comm_failures: list[tuple[float, str]] = field(default_factory=list)  # t, device
     hazards: list[tuple[float, str, str, float]] = field(
         default_factory=list
     )  # t, hazard, tag, value (onsets)
@@ -124,6 +126,7 @@ class Range:
         self.timebase: list[tuple[float, float]] = []  # (real epoch, plant s) per poll: maps packet times
         self.paused = False
         self.started = False
+        self._lost: set[str] = set()  # devices whose link dropped; the HMI reconnects next poll
 
     # -- addressing ----------------------------------------------------------------------
     def port_of(self, port: int) -> int:
@@ -167,12 +170,16 @@ class Range:
         self._publish_field()
 
     async def stop(self) -> None:
+        """Close everything, each part on its own: one that fails must not leave a port bound."""
         for master in self.masters.values():
-            await master.close()
+            with contextlib.suppress(Exception):
+                await master.close()
         for dev in self.field:
-            dev.stop()
+            with contextlib.suppress(Exception):
+                dev.stop()
         for server in self.servers:
-            await server.stop()
+            with contextlib.suppress(Exception):
+                await server.stop()
         self.started = False
 
     async def __aenter__(self) -> Range:
@@ -222,12 +229,28 @@ class Range:
         t, wall = self.plant.time_s, self._wall()
         self.timebase.append((time.time(), t))
         for name, master in self.masters.items():
-            values = await master.poll()
+            values = await self._poll_one(name, master)
             self.historian.add(t, wall, name, values, "hmi")
         truth = {**self.plant.truth(), **{f"{k}_actual": v for k, v in self.plant.actuators.items()}}
         truth["sis_tripped"] = 1.0 if self.plant.sis.tripped else 0.0
         self.historian.add(t, wall, "plant", truth, "truth")
         self._next_poll = t + self.poll_s
+
+    async def _poll_one(self, name: str, master: Any) -> dict[str, float]:
+        """One device's poll; a dropped link (an outstation that takes one master at a time, a
+        restarted device) is a communication failure: no values this poll, reconnect on the next."""
+        try:
+            if name in self._lost:
+                await master.connect()
+                self._lost.discard(name)
+            values: dict[str, float] = await master.poll()
+            return values
+        except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            self._lost.add(name)
+            self.events.comm_failures.append((self.plant.time_s, name))
+            with contextlib.suppress(Exception):
+                await master.close()
+            return {}
 
     # -- field devices (RTUs, S7 safety controllers) ------------------------------------------
     def _process_values(self) -> dict[str, float]:
