@@ -1,6 +1,6 @@
-"""Build hook: ship the repository's ``rules/`` and ``playbooks/`` inside the package, so wheel
-installs find the detection rules and response playbooks (they live at the top of the repository,
-where analysts read and add to them)."""
+"""Build hook: ship the repository's ``rules/``, ``playbooks/`` and ``scenarios/`` inside the
+package, so wheel installs find the detection rules, response playbooks and drill scenarios (they
+live at the top of the repository, where analysts read and add to them)."""
 
 import shutil
 from pathlib import Path
@@ -12,13 +12,10 @@ from setuptools.command.build_py import build_py
 class BuildWithRules(build_py):
     def run(self) -> None:
         super().run()
-        rules = Path(__file__).parent / "rules"
-        if rules.is_dir():
-            shutil.copytree(rules, Path(self.build_lib) / "interlock" / "rules", dirs_exist_ok=True)
-        playbooks = Path(__file__).parent / "playbooks"
-        if playbooks.is_dir():
-            shutil.copytree(playbooks, Path(self.build_lib) / "interlock" / "playbooks",
-                            dirs_exist_ok=True)
+        for folder in ("rules", "playbooks", "scenarios"):
+            source = Path(__file__).parent / folder
+            if source.is_dir():
+                shutil.copytree(source, Path(self.build_lib) / "interlock" / folder, dirs_exist_ok=True)
 
 
 setup(cmdclass={"build_py": BuildWithRules})
