@@ -89,13 +89,22 @@ class Drill:
         seed: int | None = None,
         speed: str | float | None = None,
         capture: bool = True,
+        firewall: bool = True,
+        instance: int = 0,
     ) -> None:
         self.scenario = scenario
         self.out_dir = out_dir
         self.seed = scenario.seed if seed is None else seed
         self.speed = scenario.speed if speed is None else speed
         self.capture = capture
-        self.range = Range(scenario.plant, seed=self.seed, speed=self.speed)
+        # The inline firewalls learn during the warm-up and enforce from its end.
+        self.range = Range(
+            scenario.plant, seed=self.seed, speed=self.speed, inline_firewall=firewall, instance=instance
+        )
+        self.attacker_host = self.range.at(ATTACKER_HOST)
+        self.proxy_host = self.range.at(PROXY_HOST)
+        self.firewall = firewall
+        self._enforcing = False
         self.truth: list[TruthAction] = []
         self.errors: list[str] = []
         self._proxies: dict[str, Any] = {}
@@ -124,7 +133,7 @@ class Drill:
         try:
             params = resolve_params(self.range, inj, device.protocol)
             actions = await execute(
-                inj.technique, target, params, boundary=self.range.boundary, source_host=ATTACKER_HOST
+                inj.technique, target, params, boundary=self.range.boundary, source_host=self.attacker_host
             )
         except (ValueError, KeyError) as exc:
             self.errors.append(f"inject {inj.id}: {exc}")
@@ -152,9 +161,14 @@ class Drill:
             self.errors.append(f"inject {inj.id}: mitm.replay is not available in this build")
             return
 
-        listen = (PROXY_HOST, 15020 + len(self._proxies))
+        listen = (self.proxy_host, 15020 + len(self._proxies))
         self.range.boundary.register(*listen, name=f"attacker proxy for {inj.target}")
-        proxy = ReplayProxy(listen, (target.host, target.port), boundary=self.range.boundary)
+        proxy = ReplayProxy(
+            listen,
+            (target.host, target.port),
+            boundary=self.range.boundary,
+            upstream_source=self.range.hmi_host,
+        )
         await proxy.start()
         await self.range.masters[inj.target].repoint(*listen)
         self._proxies[inj.id] = proxy
@@ -166,7 +180,7 @@ class Drill:
                 ("T0830", "T0856", "T0832"),
                 self.range.time_s,
                 inj.until_s if inj.until_s is not None else self.scenario.duration_s,
-                "127.0.0.67",
+                self.proxy_host,
                 f"{target.host}:{target.port}",
                 0,
                 "ok",
@@ -183,6 +197,25 @@ class Drill:
                 await self.range.masters[inj.target].repoint(*self.range.endpoint(inj.target))
                 await proxy.close()
                 del self._proxies[inj_id]
+
+    def _blocks(self) -> list[Neutralization]:
+        """Firewall blocks as neutralizations, each tied to the inject whose request it stopped
+        (same attacker host, same plant instant)."""
+        out: list[Neutralization] = []
+        for alert in self.range.firewall_alerts:
+            if "blocked" not in alert.title:
+                continue
+            t = round(self.range.plant_time_of(alert.ts), 3)
+            inject = next(
+                (
+                    a.inject_id
+                    for a in self.truth
+                    if _host(a.source) == alert.src and a.start_s - 1.0 <= t <= a.end_s + 1.0
+                ),
+                None,
+            )
+            out.append(Neutralization(t, "blocked", inject, f"{alert.title}: {alert.explanation}"))
+        return out
 
     # -- the run -----------------------------------------------------------------------------
     async def run(self, progress: Callable[[float, float], None] | None = None) -> DrillRecord:
@@ -201,6 +234,9 @@ class Drill:
                     await self._inject(e[2])
                     rng.mark_time()
                 await self._service_replays()
+                if self.firewall and not self._enforcing and rng.time_s >= self.scenario.warmup_s - 1e-9:
+                    rng.enforce()
+                    self._enforcing = True
                 nxt = min([e[0] for e in events] + [rng.time_s + step, end])
                 await rng.advance(max(rng.scan_s, nxt - rng.time_s))
                 if progress is not None:
@@ -214,6 +250,7 @@ class Drill:
         neutral = [
             Neutralization(e.time_s, "sis_trip", None, f"{e.trip} on {e.tag} = {e.value:.2f}") for e in trips
         ]
+        neutral += self._blocks()
         return DrillRecord(
             scenario=self.scenario.id,
             seed=self.seed,
@@ -232,6 +269,18 @@ class Drill:
                 "timebase": rng.timebase,
             },
         )
+
+
+def front(text: str) -> str:
+    """127.I.1.N (a device behind the inline firewall) -> 127.I.0.N, the address the network sees."""
+    parts = text.split(".", 3)
+    if len(parts) == 4 and parts[0] == "127" and parts[2] == "1":
+        return ".".join([parts[0], parts[1], "0", parts[3]])
+    return text
+
+
+def _host(endpoint: str) -> str:
+    return endpoint.rsplit(":", 1)[0]
 
 
 class _Hazard:
@@ -290,19 +339,26 @@ def run_drill(
     progress: bool = True,
     db: Path | None = None,
     store: bool = True,
+    firewall: bool = True,
+    instance: int = 0,
 ) -> tuple[DrillRecord, Score]:
-    """Run ``scenario`` end to end; leave the capture, alerts, report.html and score.json in ``out_dir``."""
+    """Run ``scenario`` end to end; leave the capture, alerts, report.html and score.json in ``out_dir``.
+
+    ``instance`` puts the range in its own loopback network 127.I.0.0/16, so drills of the same
+    plant can run side by side on one host."""
     from interlock.capture.tap import LoopbackTap, TapError
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    drill = Drill(scenario, out_dir, seed=seed, speed=speed)
+    drill = Drill(scenario, out_dir, seed=seed, speed=speed, firewall=firewall, instance=instance)
     capture = out_dir / CAPTURE_NAME
     tap: LoopbackTap | None = None
     notes: list[str] = []
     if alerts_file is None:
         try:
-            hosts = frozenset({d.host for d in drill.range.points.devices} | {PROXY_HOST})
-            tap = LoopbackTap(capture, hosts=hosts).start()
+            hosts = frozenset(
+                {drill.range.at(d.host) for d in drill.range.points.devices} | {drill.proxy_host}
+            )
+            tap = LoopbackTap(capture, hosts=hosts, net=f"127.{instance}.0.0/24").start()
         except TapError as exc:
             notes.append(f"no network defender: {exc}")
     record = asyncio.run(_run_with_progress(drill, progress))
@@ -317,9 +373,14 @@ def run_drill(
         defender = f"external alerts from {alerts_file}"
     elif tap is not None:
         found = defend(capture, rng.calendar_of(scenario.warmup_s))
-        _write_alerts(found, out_dir / "alerts.jsonl")
-        alerts = [alert_seen(a, lambda ts: ts - rng.calendar_of(0.0)) for a in found]
-        defender = "interlock rules and learned baseline"
+        # The firewall names its upstream (the device's backplane address); name the device's own.
+        blocked = [
+            replace(a, ts=rng.calendar_of(rng.plant_time_of(a.ts)), dst=front(a.dst), asset=front(a.asset))
+            for a in rng.firewall_alerts
+        ]
+        _write_alerts(sorted(found + blocked, key=lambda a: a.ts), out_dir / "alerts.jsonl")
+        alerts = [alert_seen(a, lambda ts: ts - rng.calendar_of(0.0)) for a in found + blocked]
+        defender = "interlock rules, learned baseline" + (" and inline firewall" if firewall else "")
     else:
         alerts, defender = [], "none"
     meta = {**record.meta, "defender": defender, "notes": notes, "packets": tap.packets if tap else 0}

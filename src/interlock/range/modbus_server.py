@@ -43,9 +43,11 @@ def _pack_bits(bits: list[int], registers: list[int]) -> None:
 class PlcModbusServer:
     """A ``ModbusTcpServer`` answering for one PLC; start and stop inside the range's event loop."""
 
-    def __init__(self, plc: Plc, boundary: Boundary, *, port: int | None = None) -> None:
+    def __init__(
+        self, plc: Plc, boundary: Boundary, *, port: int | None = None, host: str | None = None
+    ) -> None:
         self.plc = plc
-        self.host = plc.device.host
+        self.host = plc.device.host if host is None else host
         self.port = plc.device.port if port is None else port
         self.boundary = boundary
         self.server: Any = None

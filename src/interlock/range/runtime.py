@@ -41,6 +41,20 @@ START_EPOCH_S = 1_767_592_800.0
 PRIVILEGED_PORT_SHIFT = 10_000  # 502 -> 10502, 102 -> 10102 when we may not bind below 1024
 
 
+def backplane(host: str) -> str:
+    """The address a device keeps behind an inline firewall: 127.I.0.N -> 127.I.1.N."""
+    parts = host.split(".")
+    return ".".join([parts[0], parts[1], "1", parts[3]]) if len(parts) == 4 else host
+
+
+def relocate(host: str, instance: int) -> str:
+    """127.0.0.N -> 127.I.0.N: the loopback network of range instance I."""
+    parts = host.split(".")
+    if instance == 0 or len(parts) != 4 or parts[0] != "127":
+        return host
+    return ".".join([parts[0], str(instance), parts[2], parts[3]])
+
+
 def parse_speed(speed: str | float) -> float | None:
     """``max`` (stepped, as fast as possible) -> None; otherwise a positive real-time multiplier."""
     if isinstance(speed, str) and speed.strip().lower() == "max":
@@ -84,6 +98,8 @@ class Range:
         boundary: Boundary | None = None,
         field_devices: bool = True,
         sis_enabled: bool = True,
+        inline_firewall: bool = False,
+        instance: int = 0,
     ) -> None:
         if plant_id not in PLANTS:
             raise ValueError(f"unknown plant {plant_id!r}; known: {', '.join(sorted(PLANTS))}")
@@ -92,6 +108,11 @@ class Range:
         self.multiplier = parse_speed(speed)
         self.scan_s = scan_s
         self.points: PointList = load_point_list(plant_id)
+        if not 0 <= instance <= 254:
+            raise ValueError(f"instance must be 0-254, not {instance}")
+        # Ranges of one plant run side by side in their own 127.I.0.0/16 (I = instance).
+        self.instance = instance
+        self.hmi_host = relocate(self.points.hmi_host, instance)
         self.poll_s = poll_s if poll_s is not None else self.points.poll_s
         self.boundary = boundary if boundary is not None else Boundary()
         self.clock: Clock = (
@@ -107,13 +128,24 @@ class Range:
                 continue
             logic: Logic = SisLogic() if device.role == "sis" else LOGIC[plant_id]()
             self.plcs[device.name] = Plc(device, self.plant, logic, on_write=self.events.writes.append)
+        # With the inline firewall, each Modbus device moves to its backplane address and an
+        # Interlock firewall takes its published one (the Tofino layout): learning, then enforcing.
+        self.firewalls: dict[str, Any] = {}
+        self.firewall_alerts: list[Any] = []
         self.servers = [
-            PlcModbusServer(plc, self.boundary, port=self.port_of(plc.device.port))
+            PlcModbusServer(
+                plc,
+                self.boundary,
+                port=self.port_of(plc.device.port),
+                host=backplane(self.at(plc.device.host)) if inline_firewall else self.at(plc.device.host),
+            )
             for plc in self.plcs.values()
         ]
+        if inline_firewall:
+            self._make_firewalls()
         self.masters: dict[str, Any] = {
             name: ModbusMaster(
-                plc.device, plc.device.host, self.port_of(plc.device.port), self.points.hmi_host
+                plc.device, self.at(plc.device.host), self.port_of(plc.device.port), self.hmi_host
             )
             for name, plc in self.plcs.items()
         }
@@ -128,13 +160,36 @@ class Range:
         self.started = False
         self._lost: set[str] = set()  # devices whose link dropped; the HMI reconnects next poll
 
+    def _make_firewalls(self) -> None:
+        from interlock.respond.firewall import Firewall, FirewallConfig
+        from interlock.respond.policy import parse_policy
+
+        for name, plc in self.plcs.items():
+            port = self.port_of(plc.device.port)
+            config = FirewallConfig(
+                listen=(self.at(plc.device.host), port),
+                upstream=(backplane(self.at(plc.device.host)), port),
+                policy=parse_policy("default: allow\n", "<learning>"),
+                mode="learn",
+            )
+            self.firewalls[name] = Firewall(config, self.firewall_alerts.append)
+
+    def enforce(self) -> None:
+        """Every inline firewall stops learning and enforces what it saw (the end of the warm-up)."""
+        for fw in self.firewalls.values():
+            fw.enforce_learned()
+
     # -- addressing ----------------------------------------------------------------------
     def port_of(self, port: int) -> int:
         return port + self.shift if port < 1024 else port
 
     def endpoint(self, device: str) -> tuple[str, int]:
         d = self.points.device(device)
-        return d.host, self.port_of(d.port)
+        return self.at(d.host), self.port_of(d.port)
+
+    def at(self, host: str) -> str:
+        """A point-list address (127.0.0.N) in this run's instance network (127.I.0.N)."""
+        return relocate(host, self.instance)
 
     @property
     def time_s(self) -> float:
@@ -144,6 +199,10 @@ class Range:
     async def start(self) -> None:
         for server in self.servers:
             await server.start()
+        for name, fw in self.firewalls.items():
+            host, port = fw.config.listen
+            self.boundary.register(host, port, name)
+            await fw.start()
         if self._want_field:
             self._start_field_devices()
         for master in self.masters.values():
@@ -162,11 +221,11 @@ class Range:
         from interlock.range.devices.masters import build_master
 
         for spec in load_device_specs(self.plant_id):
-            spec = replace(spec, port=self.port_of(spec.port))
+            spec = replace(spec, host=self.at(spec.host), port=self.port_of(spec.port))
             dev = build_device(spec, self.boundary)
             dev.start()
             self.field.append(dev)
-            self.masters[spec.name] = build_master(spec, bind_host=self.points.hmi_host)
+            self.masters[spec.name] = build_master(spec, bind_host=self.hmi_host)
         self._publish_field()
 
     async def stop(self) -> None:
@@ -177,6 +236,10 @@ class Range:
         for dev in self.field:
             with contextlib.suppress(Exception):
                 dev.stop()
+        for fw in self.firewalls.values():
+            with contextlib.suppress(Exception):
+                await fw.close()
+            self.boundary.unregister(*fw.config.listen)
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await server.stop()

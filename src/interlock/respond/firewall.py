@@ -36,7 +36,15 @@ from interlock.protocols.modbus.fields import MBAP_SIZE
 from interlock.respond.learned import PolicyLearner
 from interlock.respond.limits import ConnectionLimits
 from interlock.respond.limits import reset as _reset
-from interlock.respond.policy import Policy, RateLimiter, Request, Verdict, decide, request_of
+from interlock.respond.policy import (
+    Policy,
+    RateLimiter,
+    Request,
+    Verdict,
+    decide,
+    parse_policy,
+    request_of,
+)
 
 Mode = Literal["enforce", "monitor", "learn"]
 FailMode = Literal["open", "closed"]
@@ -101,6 +109,17 @@ class Firewall:
             self.rate = RateLimiter(policy.max_rate) if policy.max_rate else None
         self.stats.reloads += 1
 
+    def enforce_learned(self) -> Policy | None:
+        """Learn mode -> enforce mode with the policy learned so far (the drill does this when its
+        warm-up ends); None, and no change, when not learning."""
+        if self.learner is None:
+            return None
+        policy = parse_policy(self.learner.to_yaml(), "<learned>")
+        self.learner = None
+        self.config = replace(self.config, mode="enforce")
+        self.reload(policy)
+        return policy
+
     def write_learned(self) -> Path | None:
         """Learn mode: write the policy seen so far to ``learn_out`` (None if nothing to do)."""
         if self.learner is None or self.config.learn_out is None:
@@ -154,12 +173,13 @@ class Firewall:
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                        client: tuple[str, int]) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        enforce = self.config.mode == "enforce"
         try:
             while True:
                 frame = await self._read_request(reader, client)
                 if frame is None:
                     return
+                # read per request: a learning firewall may switch to enforcing mid-connection
+                enforce = self.config.mode == "enforce"
                 adu, tid, unit, pdu = frame
                 function = adu[MBAP_SIZE]
                 if pdu is None:

@@ -102,8 +102,12 @@ class ReplayProxy:
 
     def __init__(self, listen: tuple[str, int], upstream: tuple[str, int], *, boundary: Boundary,
                  inject_writes: Sequence[tuple[int, int]] = (), unit: int | None = None,
-                 now: Callable[[], float] = time.time, timeout_s: float = 2.0) -> None:
+                 now: Callable[[], float] = time.time, timeout_s: float = 2.0,
+                 upstream_source: str | None = None) -> None:
         self.listen = listen
+        # ARP poisoning relays the victim's frames with the victim's own IP address; on loopback
+        # the proxy does the same by binding its upstream side to that address when given.
+        self.upstream_source = upstream_source
         self.upstream = upstream
         self.boundary = boundary
         self.inject_writes = tuple((int(a), int(v)) for a, v in inject_writes)
@@ -159,7 +163,8 @@ class ReplayProxy:
     async def _connect_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         self.boundary.check(*self.upstream)  # again: nothing reaches an endpoint the run did not start
         return await asyncio.wait_for(asyncio.open_connection(
-            self.upstream[0], self.upstream[1], local_addr=(self.listen[0], 0)), self.timeout_s)
+            self.upstream[0], self.upstream[1], local_addr=(self.upstream_source or self.listen[0], 0)),
+            self.timeout_s)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
