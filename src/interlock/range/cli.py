@@ -91,6 +91,13 @@ def list_plants() -> None:
     "--historian", type=click.Path(path_type=Path), default=None, help="Write the historian here (Parquet)."
 )
 @click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Draw the key trends (truth and HMI) to this PNG.",
+)
+@click.option(
     "--scan",
     "scan_s",
     type=click.FloatRange(min=0.05),
@@ -98,7 +105,15 @@ def list_plants() -> None:
     show_default=True,
     help="PLC scan time, plant seconds.",
 )
-def up(plant: str, speed: str, duration: str, seed: int, historian: Path | None, scan_s: float) -> None:
+def up(
+    plant: str,
+    speed: str,
+    duration: str,
+    seed: int,
+    historian: Path | None,
+    plot_path: Path | None,
+    scan_s: float,
+) -> None:
     """Run PLANT with its PLCs, RTUs and HMI poller on loopback until the plant time is up."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -157,6 +172,17 @@ def up(plant: str, speed: str, duration: str, seed: int, historian: Path | None,
         state.unlink(missing_ok=True)
     if historian is not None:
         rng.historian.write(historian)
+    if plot_path is not None:
+        from interlock.range.plot import plot_trends
+
+        trips = [(e.time_s, e.trip) for e in rng.plant.sis.events]
+        plot_trends(
+            rng.historian.table(),
+            plant,
+            plot_path,
+            trips=trips,
+            title=f"{plant}: {seconds / 60:.0f} min of normal operation, seed {seed}",
+        )
     _summary(rng, wall, historian)
 
 
