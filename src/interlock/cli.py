@@ -174,6 +174,14 @@ from interlock.evidence.cli import evidence  # noqa: E402, I001
 main.add_command(evidence)
 from interlock.detect.learn_cli import learn  # noqa: E402, I001
 main.add_command(learn)
+from interlock.drill.cli import drill  # noqa: E402, I001
+main.add_command(drill)
+from interlock.respond.respond_cli import respond  # noqa: E402, I001
+main.add_command(respond)
+from interlock.detect.eval_network_cli import eval_network  # noqa: E402, I001
+eval_group.add_command(eval_network)
+from interlock.range.cli import range_group  # noqa: E402, I001
+main.add_command(range_group)
 
 
 if __name__ == "__main__":
