@@ -107,7 +107,8 @@ def _runner() -> Callable[..., tuple[DrillRecord, Score]]:
 
 def _run_one(scenario: Scenario, out_dir: Path, *, seed: int | None, alerts: Path | None,
              speed: str | None, progress: bool, db: Path | None, store: bool,
-             campaign: str = "", started: datetime | None = None) -> tuple[DrillRecord, Score]:
+             campaign: str = "", started: datetime | None = None,
+             firewall: bool = True) -> tuple[DrillRecord, Score]:
     """The runner, the report and the programme store; one-line errors for what the user can fix.
 
     The runner writes the report and stores the drill itself when it takes ``db``/``store``;
@@ -120,6 +121,8 @@ def _run_one(scenario: Scenario, out_dir: Path, *, seed: int | None, alerts: Pat
     run_drill = _runner()
     kwargs: dict[str, object] = {"seed": seed, "alerts_file": alerts, "speed": speed, "progress": progress}
     accepted = inspect.signature(run_drill).parameters
+    if "firewall" in accepted:
+        kwargs["firewall"] = firewall
     runner_stores = "store" in accepted and "db" in accepted and not campaign and started is None
     if "store" in accepted:
         kwargs["store"] = store and runner_stores
@@ -156,7 +159,7 @@ def _default_out(scenario_id: str) -> Path:
 
 
 def _run_command(name: str | Path, out: Path | None, seed: int | None, alerts: Path | None,
-                 speed: str | None, db: Path | None, store: bool) -> None:
+                 speed: str | None, db: Path | None, store: bool, firewall: bool = True) -> None:
     console = Console(stderr=True)
     scenario = _load(name)
     out_dir = out or _default_out(scenario.id)
@@ -165,8 +168,10 @@ def _run_command(name: str | Path, out: Path | None, seed: int | None, alerts: P
         _check_alerts(alerts)
     console.print(f"[bold]drill[/bold] {scenario.id}: {scenario.title} ({scenario.plant}, "
                   f"{format_duration(scenario.duration_s)} plant time, {len(scenario.injects)} injects)")
-    _record, score = _run_one(scenario, out_dir, seed=seed, alerts=alerts, speed=speed, progress=True,
-                              db=db, store=store)
+    record, score = _run_one(scenario, out_dir, seed=seed, alerts=alerts, speed=speed, progress=True,
+                             db=db, store=store, firewall=firewall)
+    for note in list(record.meta.get("notes", ())) + list(record.meta.get("errors", ())):
+        console.print(f"[yellow]note:[/yellow] {note}")
     Console(width=None if sys.stdout.isatty() else 140).print(summary_table(score))
     console.print(f"report: {out_dir / 'report.html'}\nscore:  {out_dir / 'score.json'}")
 
@@ -181,6 +186,8 @@ _speedopt = click.option("--speed", help="'max' (as fast as possible) or a real-
 _db = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
                    help="Programme database (default: drills.sqlite in the per-user data folder).")
 _nostore = click.option("--no-store", is_flag=True, help="Do not record the drill in the programme database.")
+_nofirewall = click.option("--no-firewall", is_flag=True,
+                           help="No inline firewall in front of the PLCs: detect only, let attacks through.")
 
 
 @click.group("drill", invoke_without_command=True,
@@ -191,15 +198,16 @@ _nostore = click.option("--no-store", is_flag=True, help="Do not record the dril
 @_speedopt
 @_db
 @_nostore
+@_nofirewall
 @click.pass_context
 def drill(ctx: click.Context, out: Path | None, seed: int | None, alerts: Path | None, speed: str | None,
-          db: Path | None, no_store: bool) -> None:
+          db: Path | None, no_store: bool, no_firewall: bool) -> None:
     """Attack the range with a scenario and score the defenders.
 
     With no subcommand, runs the default scenario (stuxnet-reactor) on embedded defaults.
     """
     if ctx.invoked_subcommand is None:
-        _run_command(DEFAULT_SCENARIO, out, seed, alerts, speed, db, not no_store)
+        _run_command(DEFAULT_SCENARIO, out, seed, alerts, speed, db, not no_store, not no_firewall)
 
 
 @drill.command("run")
@@ -210,10 +218,11 @@ def drill(ctx: click.Context, out: Path | None, seed: int | None, alerts: Path |
 @_speedopt
 @_db
 @_nostore
+@_nofirewall
 def run(scenario: str, out: Path | None, seed: int | None, alerts: Path | None, speed: str | None,
-        db: Path | None, no_store: bool) -> None:
+        db: Path | None, no_store: bool, no_firewall: bool) -> None:
     """Run SCENARIO (a YAML file or the id of a shipped scenario) and write its report."""
-    _run_command(scenario, out, seed, alerts, speed, db, not no_store)
+    _run_command(scenario, out, seed, alerts, speed, db, not no_store, not no_firewall)
 
 
 @drill.command("list")

@@ -349,6 +349,8 @@ def run_drill(
     from interlock.capture.tap import LoopbackTap, TapError
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    if alerts_file is not None:
+        firewall = False  # the team's own tools defend; Interlock's firewall must not take credit
     drill = Drill(scenario, out_dir, seed=seed, speed=speed, firewall=firewall, instance=instance)
     capture = out_dir / CAPTURE_NAME
     tap: LoopbackTap | None = None
