@@ -5,8 +5,8 @@ machine may not have Wireshark's tools, and the drill must run there; a packet s
 ``lo`` needs only the CAP_NET_RAW that capturing needs anyway. Like libpcap, it skips the
 outgoing copy of each loopback packet (``PACKET_OUTGOING``), which the kernel also delivers as
 incoming, so every packet is written once. Frames go to a pcap file through ``PcapWriter``; only
-IPv4 packets between two addresses of ``net`` are kept (the range's own 127.0.0.0/24), and
-with ``hosts`` only those to or from one of them.
+IPv4 packets between two addresses of ``net`` are kept (the range's own 127.0.0.0/24), or,
+with ``hosts``, those to or from one of them.
 """
 
 from __future__ import annotations
@@ -88,9 +88,9 @@ class LoopbackTap:
             return False
         src = ipaddress.IPv4Address(frame[26:30])
         dst = ipaddress.IPv4Address(frame[30:34])
-        if src not in self.net or dst not in self.net:
-            return False
-        return self.hosts is None or src in self.hosts or dst in self.hosts
+        if self.hosts is not None:
+            return src in self.hosts or dst in self.hosts
+        return src in self.net and dst in self.net
 
     def _run(self) -> None:
         assert self._sock is not None

@@ -16,11 +16,11 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from interlock.drill.scenario import (
@@ -317,7 +317,9 @@ def history(db: Path | None, plot: Path | None, campaign: str | None, as_json: b
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for each drill's report and score.json and the campaign's plot "
                    "(default: drills/campaign-<seed>).")
-def campaign(count: int, seed: int, start_date: str, db: Path | None, out: Path | None) -> None:
+@click.option("--jobs", type=click.IntRange(min=1, max=32), default=1, show_default=True,
+              help="Drills run side by side, each in its own range instance (127.I.0.0/16).")
+def campaign(count: int, seed: int, start_date: str, db: Path | None, out: Path | None, jobs: int) -> None:
     """Run a seeded, randomized half-year programme of drills in fast mode and summarize it."""
     from interlock.drill.programme import (
         Programme,
@@ -350,11 +352,14 @@ def campaign(count: int, seed: int, start_date: str, db: Path | None, out: Path 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("campaign", total=len(plan))
-        for k, (when, sc, drill_seed) in enumerate(plan, 1):
-            bar.update(task, description=f"{when:%Y-%m-%d} {sc.id:<28}")
-            _run_one(sc, out_dir / f"{k:03d}-{sc.id}", seed=drill_seed, alerts=None, speed="max",
-                     progress=False, db=db, store=True, campaign=name, started=when)
-            bar.advance(task)
+        if jobs == 1:
+            for k, (when, sc, drill_seed) in enumerate(plan, 1):
+                bar.update(task, description=f"{when:%Y-%m-%d} {sc.id:<28}")
+                _run_one(sc, out_dir / f"{k:03d}-{sc.id}", seed=drill_seed, alerts=None, speed="max",
+                         progress=False, db=db, store=True, campaign=name, started=when)
+                bar.advance(task)
+        else:
+            _run_parallel(plan, out_dir, jobs, db, name, bar, task)
     with Programme(db) as store:
         hist = store.history(campaign=name)
     s = summary(hist)
@@ -370,6 +375,54 @@ def campaign(count: int, seed: int, start_date: str, db: Path | None, out: Path 
         out_console.print("weakest techniques: " + ", ".join(
             f"{t.technique} {100 * t.detection_rate:.0f} %" for t in weak))
     out_console.print(f"plot: {plot_history(hist, out_dir / 'history.png')}")
+
+
+def _drill_worker(args: tuple[Path, Path, int, int]) -> tuple[Path, int, Any, Any]:
+    """One campaign drill in a worker process, in its own range instance (127.I.0.0/16)."""
+    import logging
+
+    from interlock.drill.runner import run_drill
+
+    logging.getLogger("pymodbus").setLevel(logging.ERROR)
+    path, out_dir, drill_seed, instance = args
+    scenario = load_scenario(path)
+    record, score = run_drill(scenario, out_dir, seed=drill_seed, progress=False, store=False,
+                              instance=instance)
+    return path, drill_seed, record, score
+
+
+def _run_parallel(plan: list[tuple[datetime, Scenario, int]], out_dir: Path, jobs: int, db: Path | None,
+                  name: str, bar: Progress, task: TaskID) -> None:
+    """Drills side by side: each worker owns one range instance; the store is written here only."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    from interlock.drill.programme import ProgrammeError, record_drill
+
+    free = list(range(1, jobs + 1))
+    pending: dict[Future[tuple[Path, int, Any, Any]], tuple[int, datetime, Scenario, int]] = {}
+    queue = list(enumerate(plan, 1))
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while queue or pending:
+            while queue and free:
+                k, (when, sc, drill_seed) = queue.pop(0)
+                assert sc.path is not None
+                instance = free.pop()
+                job = (sc.path, out_dir / f"{k:03d}-{sc.id}", drill_seed, instance)
+                fut = pool.submit(_drill_worker, job)
+                pending[fut] = (instance, when, sc, k)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                instance, when, sc, k = pending.pop(fut)
+                free.append(instance)
+                _path, _seed, record, score = fut.result()
+                try:
+                    record_drill(record, sc, score, db, campaign=name, started=when,
+                                 report_dir=(out_dir / f"{k:03d}-{sc.id}").resolve())
+                except ProgrammeError as exc:
+                    _fail(str(exc))
+                bar.update(task, description=f"{when:%Y-%m-%d} {sc.id:<28}")
+                bar.advance(task)
 
 
 def campaign_plan(scenarios: list[Scenario], count: int, seed: int,
