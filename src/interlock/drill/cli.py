@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -188,17 +188,19 @@ _db = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
 _nostore = click.option("--no-store", is_flag=True, help="Do not record the drill in the programme database.")
 _nofirewall = click.option("--no-firewall", is_flag=True,
                            help="No inline firewall in front of the PLCs: detect only, let attacks through.")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _run_options(command: F) -> F:
+    """The options of one drill run, the same for ``interlock drill`` and ``interlock drill run``."""
+    for option in reversed((_out, _seed, _alerts, _speedopt, _db, _nostore, _nofirewall)):
+        command = option(command)
+    return command
 
 
 @click.group("drill", invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
-@_out
-@_seed
-@_alerts
-@_speedopt
-@_db
-@_nostore
-@_nofirewall
+@_run_options
 @click.pass_context
 def drill(ctx: click.Context, out: Path | None, seed: int | None, alerts: Path | None, speed: str | None,
           db: Path | None, no_store: bool, no_firewall: bool) -> None:
@@ -212,13 +214,7 @@ def drill(ctx: click.Context, out: Path | None, seed: int | None, alerts: Path |
 
 @drill.command("run")
 @click.argument("scenario")
-@_out
-@_seed
-@_alerts
-@_speedopt
-@_db
-@_nostore
-@_nofirewall
+@_run_options
 def run(scenario: str, out: Path | None, seed: int | None, alerts: Path | None, speed: str | None,
         db: Path | None, no_store: bool, no_firewall: bool) -> None:
     """Run SCENARIO (a YAML file or the id of a shipped scenario) and write its report."""

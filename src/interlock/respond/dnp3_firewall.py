@@ -30,12 +30,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Literal
 
-from interlock.detect import attack
-from interlock.detect.alerts import Alert, FlowRef
 from interlock.protocols.base import Malformed
 from interlock.protocols.dnp3 import (
     ApplicationRequest,
@@ -56,10 +53,10 @@ from interlock.respond.dnp3_policy import (
     describe,
     request_of_fragment,
 )
-from interlock.respond.firewall import AlertSink, FirewallConfig, Stats
+from interlock.respond.firewall import AlertSink, FirewallConfig, Proxy
 from interlock.respond.learned import Dnp3PolicyLearner
-from interlock.respond.limits import ConnectionLimits, reset
-from interlock.respond.policy import Policy, RateLimiter, Verdict
+from interlock.respond.limits import reset
+from interlock.respond.policy import Verdict
 
 DEFAULT_PORT = 20000
 # Masters' requests are small (a CROB is 20 octets); outstations accept 2048-octet fragments by
@@ -67,7 +64,6 @@ DEFAULT_PORT = 20000
 MAX_FRAGMENT = 2048
 MAX_PENDING = 16  # unfinished fragments (source, destination pairs) per connection
 USER_DATA = (PrimaryFunction.CONFIRMED_USER_DATA, PrimaryFunction.UNCONFIRMED_USER_DATA)
-Severity = Literal["low", "medium", "high", "critical"]
 
 
 class FrameReader:
@@ -119,70 +115,26 @@ class _Fragment:
     seq: int = 0
 
 
-class Dnp3Firewall:
-    """Serve ``config.listen`` in front of an outstation; ``sink`` receives every alert."""
+class Dnp3Firewall(Proxy[Dnp3PolicyLearner]):
+    """Serve ``config.listen`` in front of an outstation; ``sink`` receives every alert.
+
+    The lifecycle, reload, limits and alerts are the Modbus firewall's (:class:`Proxy`)."""
+
+    PROTOCOL = "dnp3"
+    NAME = "DNP3"
 
     def __init__(self, config: FirewallConfig, sink: AlertSink,
                  clock: Callable[[], float] = time.time) -> None:
-        self.config = config
-        self.sink = sink
-        self.clock = clock
-        self.stats = Stats()
-        self.rate = RateLimiter(config.policy.max_rate) if config.policy.max_rate else None
-        self.limits = ConnectionLimits(config.max_connections, config.max_clients_per_host)
+        super().__init__(config, sink, clock)
         self.learner = Dnp3PolicyLearner(
             comment=f"learned live in front of {config.upstream[0]}:{config.upstream[1]}"
         ) if config.mode == "learn" else None
-        self._server: asyncio.Server | None = None
         self._tseq = 0  # transport sequence of the answers the firewall writes itself
 
-    # --- lifecycle (the same surface as the Modbus Firewall, for the command line)
+    # --- one client connection (admitted by Proxy._serve)
 
-    async def start(self) -> None:
-        host, port = self.config.listen
-        self._server = await asyncio.start_server(self._serve, host, port)
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "start() first"
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    def reload(self, policy: Policy) -> None:
-        """Use ``policy`` from the next request on; connections stay open."""
-        old = self.config.policy.max_rate
-        self.config = replace(self.config, policy=policy)
-        if policy.max_rate != old:
-            self.rate = RateLimiter(policy.max_rate) if policy.max_rate else None
-        self.stats.reloads += 1
-
-    def write_learned(self) -> Path | None:
-        if self.learner is None or self.config.learn_out is None:
-            return None
-        self.config.learn_out.write_text(self.learner.to_yaml(), encoding="utf-8")
-        return self.config.learn_out
-
-    # --- one client connection
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        client = (str(peer[0]), int(peer[1]))
-        refused = self.limits.admit(client[0])
-        if refused is not None:
-            self.stats.refused += 1
-            if self.limits.should_alert(client[0], time.monotonic()):
-                self._emit("T0814", "medium", client, 0, "firewall/limit",
-                           "DNP3 connection refused by firewall limit",
-                           f"{client[0]}: {refused}; further refusals of this host are counted, "
-                           "alerted again after 10 s")
-            reset(writer)
-            return
-        self.stats.connections += 1
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       client: tuple[str, int]) -> None:
         up_writer: asyncio.StreamWriter | None = None
         try:
             host, port = self.config.upstream
@@ -211,7 +163,6 @@ class Dnp3Firewall:
             if responses in done and requests not in done:
                 self.stats.upstream_failures += 1  # the outstation closed on us
         finally:
-            self.limits.release(client[0])
             for w in (writer, up_writer):
                 if w is not None:
                     with contextlib.suppress(Exception):
@@ -346,7 +297,7 @@ class Dnp3Firewall:
         return "reset" if action == "reset" else "drop"
 
     def _verdict(self, req: Dnp3Request, client: str) -> Verdict:
-        if self.rate is not None and not self.rate.take(client, time.monotonic()):
+        if self._over_rate(client):
             return Verdict(False, "rate", f"{describe(req)} from {client}: exceeds "
                            f"{self.config.policy.max_rate:g} requests/s", None, "T0814")
         return decide_dnp3(req, client, self.config.policy)
@@ -360,17 +311,6 @@ class Dnp3Firewall:
                                frame.source, frame.destination, seg))
 
     # --- alerts
-
-    def _emit(self, technique_id: str, severity: Severity, client: tuple[str, int],
-              destination: int, rule: str, title: str, explanation: str) -> None:
-        t = attack.technique(technique_id)
-        host, port = self.config.upstream
-        self.sink(Alert(
-            ts=self.clock(), technique=t.id, technique_name=t.name,
-            tactics=tuple(attack.tactic(s).name for s in t.tactics), severity=severity,
-            src=client[0], dst=host, asset=f"{host}:{port}/{destination}", rule=rule, title=title,
-            explanation=explanation, frames=(),
-            flow=FlowRef(client[0], client[1], host, port, "dnp3")))
 
     def _alert(self, verdict: Verdict, client: tuple[str, int], req: Dnp3Request,
                enforce: bool) -> None:

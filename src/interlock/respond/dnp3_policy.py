@@ -15,12 +15,11 @@ NO_FUNC_CODE_SUPPORT, object group -> OBJECT_UNKNOWN, point index -> PARAMETER_E
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from interlock.protocols.dnp3 import ApplicationRequest, FunctionCode
 from interlock.protocols.dnp3.fields import IIN
-from interlock.respond.policy import Policy, Rule, Span, Verdict, parse_policy  # noqa: F401
+from interlock.respond.policy import Policy, Rule, Span, Verdict, match, parse_policy  # noqa: F401
 
 # Functions that change the outstation's state or its outputs (issue 8: select/operate, direct
 # operate, writes, restarts and the application/unsolicited controls).
@@ -85,13 +84,8 @@ def _group_ok(rule: Rule, obj: tuple[int, int]) -> bool:
     return (obj[0], obj[1]) in rule.groups or (obj[0], None) in rule.groups
 
 
-def _depth(rule: Rule, req: Dnp3Request, client: ipaddress.IPv4Address | ipaddress.IPv6Address
-           | None) -> int:
-    """-1 wrong client/outstation, 0 function, 1 group, 2 index, 3 full match."""
-    if rule.clients is not None and (client is None or not any(client in n for n in rule.clients)):
-        return -1
-    if rule.units is not None and req.destination not in rule.units:
-        return -1
+def _depth(rule: Rule, req: Dnp3Request) -> int:
+    """How far ``req`` gets through ``rule``: 0 function, 1 group, 2 index, 3 full match."""
     if rule.functions is not None and req.function not in rule.functions:
         return 0
     if rule.groups is not None and not all(_group_ok(rule, o) for o in req.objects):
@@ -118,27 +112,18 @@ def technique_of(function: int) -> str:
 
 
 def decide_dnp3(request: Dnp3Request, client: str, policy: Policy) -> Verdict:
-    """Allow or deny one DNP3 request; ``Verdict.exception`` holds the IIN2 bit (an ``int``)."""
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(client)
-    except ValueError:
-        ip = None
-    best, closest = -1, ""
-    for rule in policy.rules:
-        depth = _depth(rule, request, ip)
-        if depth == 3:
-            if rule.action == "allow":
-                return Verdict(True, rule.name, f"{describe(request)} allowed by {rule.name}")
-            bit = (IIN.PARAMETER_ERROR if rule.indexes is not None
-                   else IIN.OBJECT_UNKNOWN if rule.groups is not None
-                   else IIN.NO_FUNC_CODE_SUPPORT)
-            return _deny(request, client, rule.name, bit)
-        if rule.action == "allow" and depth > best:
-            best, closest = depth, rule.name
-    if policy.default == "allow":
-        return Verdict(True, "default", f"{describe(request)} allowed by default")
-    return _deny(request, client, "default", _IIN_BY_DEPTH.get(best, IIN.NO_FUNC_CODE_SUPPORT),
-                 closest if best > 0 else None)
+    """Allow or deny one DNP3 request; ``Verdict.iin`` holds the IIN2 bit of a refusal."""
+    found = match(policy, client, request.destination, lambda rule: _depth(rule, request))
+    if found.allows(policy):
+        return Verdict(True, found.name, f"{describe(request)} allowed by {found.name}")
+    if found.rule is not None:  # a deny rule: refused for the most specific field it names
+        rule = found.rule
+        bit = (IIN.PARAMETER_ERROR if rule.indexes is not None
+               else IIN.OBJECT_UNKNOWN if rule.groups is not None
+               else IIN.NO_FUNC_CODE_SUPPORT)
+        return _deny(request, client, rule.name, bit)
+    return _deny(request, client, "default", _IIN_BY_DEPTH.get(found.depth, IIN.NO_FUNC_CODE_SUPPORT),
+                 found.closest)
 
 
 def _deny(req: Dnp3Request, client: str, rule: str, bit: IIN, closest: str | None = None

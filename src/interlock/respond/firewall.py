@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, Protocol, TypeVar
 
 from interlock.detect import attack
 from interlock.detect.alerts import Alert, FlowRef
@@ -49,6 +49,7 @@ from interlock.respond.policy import (
 Mode = Literal["enforce", "monitor", "learn"]
 FailMode = Literal["open", "closed"]
 AlertSink = Callable[[Alert], None]
+Severity = Literal["low", "medium", "high", "critical"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +85,23 @@ def exception_adu(transaction_id: int, unit: int, function: int, code: Exception
     return build_adu(transaction_id, unit, bytes(((function & 0x7F) | 0x80, int(code))))
 
 
-class Firewall:
-    """Serve ``config.listen``; ``sink`` receives every alert (block, flag, malformed frame)."""
+class _Learner(Protocol):
+    def to_yaml(self) -> str: ...
+
+
+LearnerT = TypeVar("LearnerT", bound=_Learner)
+
+
+class Proxy(Generic[LearnerT]):
+    """What the Modbus and DNP3 firewalls share: the listening server, the policy and its rate
+    limit (reloadable), the connection limits, the learner of learn mode, and the alerts.
+
+    A subclass names its protocol (``PROTOCOL`` for flows, ``NAME`` for alert titles), sets
+    ``learner`` in learn mode and serves one admitted client connection in ``_session``.
+    """
+
+    PROTOCOL = ""
+    NAME = ""
 
     def __init__(self, config: FirewallConfig, sink: AlertSink,
                  clock: Callable[[], float] = time.time) -> None:
@@ -95,9 +111,7 @@ class Firewall:
         self.stats = Stats()
         self.rate = RateLimiter(config.policy.max_rate) if config.policy.max_rate else None
         self.limits = ConnectionLimits(config.max_connections, config.max_clients_per_host)
-        self.learner = PolicyLearner(comment=f"learned live by interlock firewall in front of "
-                                     f"{config.upstream[0]}:{config.upstream[1]}"
-                                     ) if config.mode == "learn" else None
+        self.learner: LearnerT | None = None
         self._server: asyncio.Server | None = None
 
     def reload(self, policy: Policy) -> None:
@@ -108,17 +122,6 @@ class Firewall:
         if policy.max_rate != old:
             self.rate = RateLimiter(policy.max_rate) if policy.max_rate else None
         self.stats.reloads += 1
-
-    def enforce_learned(self) -> Policy | None:
-        """Learn mode -> enforce mode with the policy learned so far (the drill does this when its
-        warm-up ends); None, and no change, when not learning."""
-        if self.learner is None:
-            return None
-        policy = parse_policy(self.learner.to_yaml(), "<learned>")
-        self.learner = None
-        self.config = replace(self.config, mode="enforce")
-        self.reload(policy)
-        return policy
 
     def write_learned(self) -> Path | None:
         """Learn mode: write the policy seen so far to ``learn_out`` (None if nothing to do)."""
@@ -136,13 +139,6 @@ class Firewall:
         assert self._server is not None, "start() first"
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def serve_forever(self) -> None:
-        if self._server is None:
-            await self.start()
-        assert self._server is not None
-        async with self._server:
-            await self._server.serve_forever()
-
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -152,6 +148,7 @@ class Firewall:
     # --- one client connection
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Admit the client (or reset it, over a connection limit), then serve its session."""
         peer = writer.get_extra_info("peername") or ("?", 0)
         client = (str(peer[0]), int(peer[1]))
         refused = self.limits.admit(client[0])
@@ -159,7 +156,7 @@ class Firewall:
             self.stats.refused += 1
             if self.limits.should_alert(client[0], time.monotonic()):
                 self._emit("T0814", "medium", client, 0, "firewall/limit",
-                           "Modbus connection refused by firewall limit",
+                           f"{self.NAME} connection refused by firewall limit",
                            f"{client[0]}: {refused}; further refusals of this host are counted, "
                            "alerted again after 10 s")
             _reset(writer)
@@ -169,6 +166,62 @@ class Firewall:
             await self._session(reader, writer, client)
         finally:
             self.limits.release(client[0])
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       client: tuple[str, int]) -> None:
+        raise NotImplementedError
+
+    def _over_rate(self, client: str) -> bool:
+        """True when ``client`` exceeds the policy's ``max_rate`` (this request spends a token)."""
+        return self.rate is not None and not self.rate.take(client, time.monotonic())
+
+    # --- alerts
+
+    def _emit(self, technique_id: str, severity: Severity, client: tuple[str, int], unit: int,
+              rule: str, title: str, explanation: str) -> None:
+        """One alert about ``client``'s traffic to ``unit`` (Modbus unit, DNP3 destination)."""
+        t = attack.technique(technique_id)
+        host, port = self.config.upstream
+        self.sink(Alert(
+            ts=self.clock(), technique=t.id, technique_name=t.name,
+            tactics=tuple(attack.tactic(s).name for s in t.tactics), severity=severity,
+            src=client[0], dst=host, asset=f"{host}:{port}/{unit}", rule=rule, title=title,
+            explanation=explanation, frames=(),
+            flow=FlowRef(client[0], client[1], host, port, self.PROTOCOL)))
+
+
+class Firewall(Proxy[PolicyLearner]):
+    """Serve ``config.listen``; ``sink`` receives every alert (block, flag, malformed frame)."""
+
+    PROTOCOL = "modbus"
+    NAME = "Modbus"
+
+    def __init__(self, config: FirewallConfig, sink: AlertSink,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(config, sink, clock)
+        self.learner = PolicyLearner(comment=f"learned live by interlock firewall in front of "
+                                     f"{config.upstream[0]}:{config.upstream[1]}"
+                                     ) if config.mode == "learn" else None
+
+    def enforce_learned(self) -> Policy | None:
+        """Learn mode -> enforce mode with the policy learned so far (the drill does this when its
+        warm-up ends); None, and no change, when not learning."""
+        if self.learner is None:
+            return None
+        policy = parse_policy(self.learner.to_yaml(), "<learned>")
+        self.learner = None
+        self.config = replace(self.config, mode="enforce")
+        self.reload(policy)
+        return policy
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    # --- one client connection
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                        client: tuple[str, int]) -> None:
@@ -228,7 +281,7 @@ class Firewall:
                         w.close()
 
     def _verdict(self, req: Request, client: str) -> Verdict:
-        if self.rate is not None and not self.rate.take(client, time.monotonic()):
+        if self._over_rate(client):
             return Verdict(False, "rate", f"{client} exceeds {self.config.policy.max_rate:g} "
                            "requests/s", ExceptionCode.SERVER_DEVICE_BUSY, "T0814")
         return decide(req, client, self.config.policy)
@@ -309,20 +362,6 @@ class Firewall:
         return head + body, upstream
 
     # --- alerts
-
-    def _flow(self, client: tuple[str, int]) -> FlowRef:
-        host, port = self.config.upstream
-        return FlowRef(client[0], client[1], host, port, "modbus")
-
-    def _emit(self, technique_id: str, severity: Literal["low", "medium", "high", "critical"],
-              client: tuple[str, int], unit: int, rule: str, title: str, explanation: str) -> None:
-        t = attack.technique(technique_id)
-        host, port = self.config.upstream
-        self.sink(Alert(
-            ts=self.clock(), technique=t.id, technique_name=t.name,
-            tactics=tuple(attack.tactic(s).name for s in t.tactics), severity=severity,
-            src=client[0], dst=host, asset=f"{host}:{port}/{unit}", rule=rule, title=title,
-            explanation=explanation, frames=(), flow=self._flow(client)))
 
     def _alert(self, verdict: Verdict, client: tuple[str, int], unit: int, req: Request) -> None:
         enforce = self.config.mode == "enforce"

@@ -19,7 +19,7 @@ the address but not the written value -> ILLEGAL_DATA_VALUE.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -161,14 +161,52 @@ def _spans_within(spans: tuple[Span, ...], ranges: tuple[Span, ...]) -> bool:
     return all(any(lo <= a and b <= hi for lo, hi in ranges) for a, b in spans)
 
 
-def _depth(rule: Rule, req: Request, client: ipaddress.IPv4Address | ipaddress.IPv6Address
-           | None) -> int:
-    """How far ``req`` gets through ``rule``: -1 wrong client/unit, 0 function, 1 address,
-    2 value, 3 full match."""
-    if rule.clients is not None and (client is None or not any(client in n for n in rule.clients)):
-        return -1
-    if rule.units is not None and req.unit not in rule.units:
-        return -1
+FULL = 3  # the depth of a request that meets every field of a rule
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Where a request lands in a policy: the first rule it meets in full (``rule``), or, with
+    ``rule`` None, the default, ``depth`` being how far the closest allow rule let it get (-1:
+    none applied to its client and unit) and ``closest`` that rule's name when it got past the
+    function (the rule an engineer would widen)."""
+
+    rule: Rule | None
+    depth: int = -1
+    closest: str | None = None
+
+    @property
+    def name(self) -> str:
+        return "default" if self.rule is None else self.rule.name
+
+    def allows(self, policy: Policy) -> bool:
+        return (self.rule.action if self.rule is not None else policy.default) == "allow"
+
+
+def match(policy: Policy, client: str, unit: int, depth: Callable[[Rule], int]) -> Match:
+    """Walk ``policy``'s rules in order for a request to ``unit`` from ``client``; ``depth(rule)``
+    is how far the request gets through the rule's protocol fields (0 function, 1 and 2 the next
+    fields, ``FULL``) once the rule's clients and units admit it."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(client)
+    except ValueError:
+        ip = None
+    best, closest = -1, ""
+    for rule in policy.rules:
+        if rule.clients is not None and (ip is None or not any(ip in n for n in rule.clients)):
+            continue
+        if rule.units is not None and unit not in rule.units:
+            continue
+        reached = depth(rule)
+        if reached == FULL:
+            return Match(rule)
+        if rule.action == "allow" and reached > best:
+            best, closest = reached, rule.name
+    return Match(None, best, closest if best > 0 else None)
+
+
+def _depth(rule: Rule, req: Request) -> int:
+    """How far ``req`` gets through ``rule``: 0 function, 1 address, 2 value, 3 full match."""
     if rule.functions is not None and req.function not in rule.functions:
         return 0
     if rule.addresses is not None and not _spans_within(req.spans, rule.addresses):
@@ -197,26 +235,17 @@ def _describe(req: Request) -> str:
 
 def decide(request: Request, client: str, policy: Policy) -> Verdict:
     """Allow or deny one request from ``client``; pure, the rate limit is :class:`RateLimiter`'s."""
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(client)
-    except ValueError:
-        ip = None
-    best, closest = -1, ""
-    for rule in policy.rules:
-        depth = _depth(rule, request, ip)
-        if depth == 3:
-            if rule.action == "allow":
-                return Verdict(True, rule.name, f"{_describe(request)} allowed by {rule.name}")
-            code = (ExceptionCode.ILLEGAL_DATA_VALUE if rule.values is not None
-                    else ExceptionCode.ILLEGAL_DATA_ADDRESS if rule.addresses is not None
-                    else ExceptionCode.ILLEGAL_FUNCTION)
-            return _deny(request, client, rule.name, code)
-        if rule.action == "allow" and depth > best:
-            best, closest = depth, rule.name
-    if policy.default == "allow":
-        return Verdict(True, "default", f"{_describe(request)} allowed by default")
-    return _deny(request, client, "default", _BY_DEPTH.get(best, ExceptionCode.ILLEGAL_FUNCTION),
-                 closest if best > 0 else None)
+    found = match(policy, client, request.unit, lambda rule: _depth(rule, request))
+    if found.allows(policy):
+        return Verdict(True, found.name, f"{_describe(request)} allowed by {found.name}")
+    if found.rule is not None:  # a deny rule: refused for the most specific field it names
+        rule = found.rule
+        code = (ExceptionCode.ILLEGAL_DATA_VALUE if rule.values is not None
+                else ExceptionCode.ILLEGAL_DATA_ADDRESS if rule.addresses is not None
+                else ExceptionCode.ILLEGAL_FUNCTION)
+        return _deny(request, client, rule.name, code)
+    return _deny(request, client, "default", _BY_DEPTH.get(found.depth, ExceptionCode.ILLEGAL_FUNCTION),
+                 found.closest)
 
 
 def _deny(req: Request, client: str, rule: str, code: ExceptionCode,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
@@ -235,21 +235,108 @@ class Stream:
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
 
 
+class Link:
+    """What every family's client shares: the run's context and its one TCP stream.
+
+    ``open`` is the family's session setup (S7's COTP and setup communication, IEC-104's
+    STARTDT); the families that connect on their first request keep the default, which does
+    nothing. ``report`` adds what the link itself noticed to the body's detail.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.stream: Stream | None = None
+
+    async def open(self) -> None:
+        """Set the session up before the body runs (here: nothing, connect on the first request)."""
+
+    async def close(self) -> None:
+        if self.stream is not None:
+            await self.stream.close()
+            self.stream = None
+
+    def report(self, detail: dict[str, object]) -> dict[str, object]:
+        """The Action's detail: the body's, and what the link noticed (here: nothing)."""
+        return detail
+
+
 L = TypeVar("L")
+LinkT = TypeVar("LinkT", bound=Link)
+R = TypeVar("R")
 Outcome = tuple[str, dict[str, object]]
+
+
+@dataclass(frozen=True)
+class Session:
+    """How a family whose link opens a session turns the failures of a run into its outcome:
+    ``refused`` (the family's exception for a session the peer would not set up) is ``session
+    refused``, a timeout is ``no response`` with ``timeout_detail``, a dropped connection is
+    ``connection closed``."""
+
+    refused: type[Exception]
+    timeout_detail: Mapping[str, object] = field(default_factory=dict)
+
+    def outcome(self, exc: Exception) -> Outcome | None:
+        """The outcome of a run that raised ``exc``; None when ``exc`` is none of the above."""
+        if isinstance(exc, self.refused):
+            return "session refused", {"error": str(exc)}
+        if isinstance(exc, TimeoutError):
+            return NO_RESPONSE, dict(self.timeout_detail)
+        if isinstance(exc, asyncio.IncompleteReadError | ConnectionError):
+            return CONNECTION_CLOSED, {"error": str(exc)}
+        return None
+
+
+def runner(new_link: Callable[[Context], LinkT], body: Callable[[Context, LinkT], Awaitable[Outcome]],
+           session: Session | None = None) -> Callable[[Context], Awaitable[list[Action]]]:
+    """Wrap a technique body: one link, opened before and closed after, one Action. A refused
+    connection is an outcome; with a ``session`` its failures are outcomes too (see
+    :class:`Session`), without one anything else the body raises propagates."""
+    async def run(ctx: Context) -> list[Action]:
+        link = new_link(ctx)
+        try:
+            await link.open()
+            outcome, detail = await body(ctx, link)
+        except Refused as exc:
+            return [ctx.action(CONNECTION_REFUSED, {"error": str(exc)})]
+        except Exception as exc:
+            failure = None if session is None else session.outcome(exc)
+            if failure is None:
+                raise
+            return [ctx.action(*failure)]
+        finally:
+            await link.close()
+        return [ctx.action(outcome, link.report(detail))]
+    return run
+
+
+def family(protocol: str, new_link: Callable[[Context], LinkT],
+           rows: Iterable[tuple[str, tuple[str, ...], str, Mapping[str, object],
+                                Callable[[Context, LinkT], Awaitable[Outcome]]]],
+           session: Session | None = None) -> tuple[Technique, ...]:
+    """A family's library: a technique per row (id, ATT&CK ids, description, parameters, body),
+    each body run by :func:`runner` on a link of ``new_link``."""
+    return tuple(technique(tid, ids, protocol, desc, params, runner(new_link, body, session))
+                 for tid, ids, desc, params, body in rows)
+
+
+async def repeat(ctx: Context, send: Callable[[], Awaitable[R]]) -> list[R]:
+    """Await ``send()`` ``repeat`` times (at least once), ``interval_s`` apart: the results."""
+    results: list[R] = []
+    for i in range(max(1, ctx.as_int("repeat"))):
+        if i:
+            await ctx.pause()
+        results.append(await send())
+    return results
 
 
 def again(body: Callable[[Context, L], Awaitable[Outcome]]) -> Callable[[Context, L], Awaitable[Outcome]]:
     """Run a technique body ``repeat`` times, ``interval_s`` apart, on the same connection
     (for techniques whose body is a whole procedure: a scan, an identification, a download)."""
     async def run(ctx: Context, link: L) -> Outcome:
-        outcomes: list[str] = []
-        detail: dict[str, object] = {}
-        for i in range(max(1, ctx.as_int("repeat"))):
-            if i:
-                await ctx.pause()
-            outcome, detail = await body(ctx, link)
-            outcomes.append(outcome)
+        runs = await repeat(ctx, lambda: body(ctx, link))
+        outcomes = [outcome for outcome, _ in runs]
+        detail = runs[-1][1]
         if len(outcomes) > 1:
             detail = {**detail, "runs": outcomes}
         return summarize(outcomes), detail

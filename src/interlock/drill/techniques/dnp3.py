@@ -20,25 +20,21 @@ from dataclasses import dataclass
 
 from interlock.drill.techniques.base import (
     CONNECTION_CLOSED,
-    CONNECTION_REFUSED,
     MALFORMED_RESPONSE,
     NO_RESPONSE,
     OK,
-    Action,
     Context,
-    Refused,
-    Stream,
+    Link,
     Technique,
+    family,
+    repeat,
     summarize,
-    technique,
 )
 from interlock.protocols.base import Malformed
 from interlock.protocols.dnp3 import (
     ApplicationRequest,
     ApplicationResponse,
-    LinkFrame,
     ObjectHeader,
-    TransportSegment,
     build,
     parse_fragment,
     parse_frame,
@@ -47,7 +43,6 @@ from interlock.protocols.dnp3 import (
 from interlock.protocols.dnp3.fields import (
     HEADER_SIZE,
     IIN,
-    MAX_USER_DATA,
     CommandStatus,
     FunctionCode,
     OpType,
@@ -55,6 +50,7 @@ from interlock.protocols.dnp3.fields import (
     TripCloseCode,
 )
 from interlock.protocols.dnp3.link import frame_size
+from interlock.protocols.dnp3.stream import Reassembler, Segmenter
 
 PROTOCOL = "dnp3"
 # IIN2 bits that mean the outstation refused the request (4.2.2.6)
@@ -99,42 +95,25 @@ def outcome_of(response: ApplicationResponse) -> str:
     return OK
 
 
-class Dnp3Link:
+class Dnp3Link(Link):
     """A DNP3 master on one TCP connection: link framing, transport segmentation, application
     sequence numbers, and confirmations of responses that ask for one."""
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.stream: Stream | None = None
-        self.master = ctx.as_int("master")
-        self.outstation = ctx.unit()
+        super().__init__(ctx)
+        self.segmenter = Segmenter(master=ctx.as_int("master"), outstation=ctx.unit())
         self.app_seq = 0
-        self.transport_seq = 0
         self.unsolicited = 0
-
-    def frames_of(self, fragment: bytes) -> list[bytes]:
-        """Link frames (unconfirmed user data, master to outstation) carrying one fragment."""
-        chunk = MAX_USER_DATA - 1
-        parts = [fragment[i:i + chunk] for i in range(0, len(fragment), chunk)] or [b""]
-        frames = []
-        for k, part in enumerate(parts):
-            segment = TransportSegment(fin=k == len(parts) - 1, fir=k == 0, seq=self.transport_seq, data=part)
-            self.transport_seq = (self.transport_seq + 1) & 0x3F
-            frames.append(build(LinkFrame(dir=True, prm=True, fcb=False, fcv=False,
-                                          function=PrimaryFunction.UNCONFIRMED_USER_DATA,
-                                          destination=self.outstation, source=self.master,
-                                          user_data=build(segment))))
-        return frames
 
     async def send_fragment(self, fragment: ApplicationRequest, *, request: bool = True) -> None:
         assert self.stream is not None
-        for k, frame in enumerate(self.frames_of(build(fragment))):
+        for k, frame in enumerate(self.segmenter.frames(build(fragment))):
             await self.stream.send(frame, request=request and k == 0)
 
     async def read_fragment(self, wait: float | None) -> ApplicationResponse | ApplicationRequest | Malformed:
         """Link frames until a whole application fragment (FIR..FIN) has arrived."""
         assert self.stream is not None
-        parts: list[bytes] = []
+        reassembler = Reassembler()
         while True:
             head = await self.stream.recv(HEADER_SIZE, wait)
             rest = await self.stream.recv(frame_size(head[2]) - HEADER_SIZE, wait)
@@ -147,11 +126,9 @@ class Dnp3Link:
             segment = parse_segment(frame.user_data)
             if isinstance(segment, Malformed):
                 return segment
-            if segment.fir:
-                parts = []
-            parts.append(segment.data)
-            if segment.fin:
-                return parse_fragment(b"".join(parts))
+            fragment = reassembler.add(segment)
+            if fragment is not None:
+                return parse_fragment(fragment)
 
     async def request(self, function: FunctionCode, headers: tuple[ObjectHeader, ...] = (),
                       wait: float | None = None) -> Reply:
@@ -190,28 +167,13 @@ class Dnp3Link:
         merged = ApplicationResponse(collected[-1].function, seq, collected[-1].iin, headers_all)
         return Reply(outcome_of(merged), merged)
 
-    async def close(self) -> None:
-        if self.stream is not None:
-            await self.stream.close()
-            self.stream = None
+    def report(self, detail: dict[str, object]) -> dict[str, object]:
+        if self.unsolicited:
+            detail["unsolicited_responses"] = self.unsolicited
+        return detail
 
 
 Body = Callable[[Context, Dnp3Link], Awaitable[tuple[str, dict[str, object]]]]
-
-
-def _runner(body: Body) -> Callable[[Context], Awaitable[list[Action]]]:
-    async def run(ctx: Context) -> list[Action]:
-        link = Dnp3Link(ctx)
-        try:
-            outcome, detail = await body(ctx, link)
-        except Refused as exc:
-            return [ctx.action(CONNECTION_REFUSED, {"error": str(exc)})]
-        finally:
-            await link.close()
-        if link.unsolicited:
-            detail["unsolicited_responses"] = link.unsolicited
-        return [ctx.action(outcome, detail)]
-    return run
 
 
 def points(response: ApplicationResponse | None) -> dict[str, dict[int, object]]:
@@ -238,13 +200,8 @@ def _simple(function: FunctionCode, headers: Callable[[Context], tuple[ObjectHea
             report: Callable[[ApplicationResponse | None], dict[str, object]] | None = None) -> Body:
     """A body sending one request ``repeat`` times, ``interval_s`` apart."""
     async def body(ctx: Context, link: Dnp3Link) -> tuple[str, dict[str, object]]:
-        outcomes: list[str] = []
-        reply = Reply(NO_RESPONSE)
-        for i in range(max(1, ctx.as_int("repeat"))):
-            if i:
-                await ctx.pause()
-            reply = await link.request(function, headers(ctx))
-            outcomes.append(reply.outcome)
+        replies = await repeat(ctx, lambda: link.request(function, headers(ctx)))
+        reply, outcomes = replies[-1], [r.outcome for r in replies]
         detail: dict[str, object] = {"function": function.name, "outcomes": outcomes}
         if reply.response is not None:
             detail["iin"] = reply.response.iin
@@ -312,16 +269,14 @@ def _analog_header(ctx: Context) -> tuple[ObjectHeader, ...]:
 def _select_operate(headers: Callable[[Context], tuple[ObjectHeader, ...]]) -> Body:
     """SELECT then OPERATE with identical objects (the outstation checks they match)."""
     async def body(ctx: Context, link: Dnp3Link) -> tuple[str, dict[str, object]]:
-        outcomes: list[str] = []
-        for i in range(max(1, ctx.as_int("repeat"))):
-            if i:
-                await ctx.pause()
+        async def once() -> list[str]:
             objects = headers(ctx)
             selected = await link.request(FunctionCode.SELECT, objects)
-            outcomes.append(selected.outcome)
             if selected.outcome != OK:
-                continue  # a refused select leaves nothing to operate
-            outcomes.append((await link.request(FunctionCode.OPERATE, objects)).outcome)
+                return [selected.outcome]  # a refused select leaves nothing to operate
+            return [selected.outcome, (await link.request(FunctionCode.OPERATE, objects)).outcome]
+
+        outcomes = [outcome for run in await repeat(ctx, once) for outcome in run]
         return summarize(outcomes), {"indexes": list(_indexes(ctx)), "outcomes": outcomes}
     return body
 
@@ -373,6 +328,4 @@ _TABLE: list[tuple[str, tuple[str, ...], str, Mapping[str, object], Body]] = [
      "values", COMMON, _simple(FunctionCode.INITIALIZE_DATA, lambda ctx: ())),
 ]
 
-TECHNIQUES: tuple[Technique, ...] = tuple(
-    technique(tid, ids, PROTOCOL, desc, params, _runner(body)) for tid, ids, desc, params, body in _TABLE
-)
+TECHNIQUES: tuple[Technique, ...] = family(PROTOCOL, Dnp3Link, _TABLE)

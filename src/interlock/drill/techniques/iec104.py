@@ -12,25 +12,22 @@ client library would refuse to address without a configured point.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from interlock.drill.techniques.base import (
-    CONNECTION_CLOSED,
-    CONNECTION_REFUSED,
     MALFORMED_RESPONSE,
     NO_RESPONSE,
     OK,
-    Action,
     Context,
-    Refused,
-    Stream,
+    Link,
+    Session,
     Technique,
     again,
+    family,
+    repeat,
     summarize,
-    technique,
 )
 from interlock.protocols.base import Malformed
 from interlock.protocols.iec104 import (
@@ -74,12 +71,11 @@ def cause_name(cot: int) -> str:
         return str(cot)
 
 
-class Iec104Link:
+class Iec104Link(Link):
     """A controlling station on one connection: STARTDT, N(S)/N(R), S acknowledgements, TESTFR."""
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.stream: Stream | None = None
+        super().__init__(ctx)
         self.send_seq = 0
         self.recv_seq = 0
         self.unacked = 0
@@ -163,31 +159,11 @@ class Iec104Link:
         if self.stream is not None:
             with contextlib.suppress(ConnectionError, OSError):
                 await self.ack()  # leave nothing unacknowledged behind
-            await self.stream.close()
-            self.stream = None
+        await super().close()
 
 
 Body = Callable[[Context, Iec104Link], Awaitable[tuple[str, dict[str, object]]]]
-
-
-def _runner(body: Body) -> Callable[[Context], Awaitable[list[Action]]]:
-    async def run(ctx: Context) -> list[Action]:
-        link = Iec104Link(ctx)
-        try:
-            await link.open()
-            outcome, detail = await body(ctx, link)
-        except Refused as exc:
-            return [ctx.action(CONNECTION_REFUSED, {"error": str(exc)})]
-        except SessionError as exc:
-            return [ctx.action("session refused", {"error": str(exc)})]
-        except TimeoutError:
-            return [ctx.action(NO_RESPONSE, {"phase": "STARTDT"})]
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            return [ctx.action(CONNECTION_CLOSED, {"error": str(exc)})]
-        finally:
-            await link.close()
-        return [ctx.action(outcome, detail)]
-    return run
+SESSION = Session(SessionError, {"phase": "STARTDT"})
 
 
 def command_asdu(ctx: Context, obj: InformationObject, type_id: TypeID) -> Asdu:
@@ -197,19 +173,21 @@ def command_asdu(ctx: Context, obj: InformationObject, type_id: TypeID) -> Asdu:
 def _command(make: Callable[[Context, int, bool], tuple[InformationObject, TypeID]]) -> Body:
     """Select (when ``select`` is true) then execute, ``repeat`` times."""
     async def body(ctx: Context, link: Iec104Link) -> tuple[str, dict[str, object]]:
-        outcomes: list[str] = []
         ioa = ctx.as_int("ioa")
-        for i in range(max(1, ctx.as_int("repeat"))):
-            if i:
-                await ctx.pause()
+
+        async def once() -> list[str]:
+            outcomes: list[str] = []
             if ctx.as_bool("select"):
                 obj, tid = make(ctx, ioa, True)
                 selected = await link.activate(command_asdu(ctx, obj, tid))
                 outcomes.append(selected.outcome)
                 if selected.outcome != OK:
-                    continue
+                    return outcomes
             obj, tid = make(ctx, ioa, False)
             outcomes.append((await link.activate(command_asdu(ctx, obj, tid))).outcome)
+            return outcomes
+
+        outcomes = [outcome for run in await repeat(ctx, once) for outcome in run]
         return summarize(outcomes), {"ioa": ioa, "common_address": ctx.unit(), "outcomes": outcomes}
     return body
 
@@ -288,6 +266,4 @@ _TABLE: list[tuple[str, tuple[str, ...], str, Mapping[str, object], Body]] = [
       "interrogate": False, "qoi": STATION, **COMMON}, again(_ioa_sweep)),
 ]
 
-TECHNIQUES: tuple[Technique, ...] = tuple(
-    technique(tid, ids, PROTOCOL, desc, params, _runner(body)) for tid, ids, desc, params, body in _TABLE
-)
+TECHNIQUES: tuple[Technique, ...] = family(PROTOCOL, Iec104Link, _TABLE, SESSION)

@@ -166,6 +166,21 @@ class ReplayProxy:
             self.upstream[0], self.upstream[1], local_addr=(self.upstream_source or self.listen[0], 0)),
             self.timeout_s)
 
+    async def _exchange(self, ledger: _Ledger, adu: bytes, up_reader: asyncio.StreamReader,
+                        up_writer: asyncio.StreamWriter) -> bytes | None:
+        """Send ``adu`` upstream, kept in ``ledger``; the answer, or None after ``timeout_s`` (the
+        ledger then holds ``no response``)."""
+        ledger.sent(adu)
+        up_writer.write(adu)
+        await up_writer.drain()
+        try:
+            answer = await read_adu(up_reader, self.timeout_s)
+        except TimeoutError:
+            ledger.outcomes.append(NO_RESPONSE)
+            return None
+        ledger.responses += 1
+        return answer
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         self.clients.append(f"{peer[0]}:{peer[1]}" if peer else "?")
@@ -194,15 +209,9 @@ class ReplayProxy:
                     continue
                 ledger = replay if replay is not None else self._record
                 assert ledger is not None
-                ledger.sent(adu)
-                up_writer.write(adu)
-                await up_writer.drain()
-                try:
-                    answer = await read_adu(up_reader, self.timeout_s)
-                except TimeoutError:
-                    ledger.outcomes.append(NO_RESPONSE)
+                answer = await self._exchange(ledger, adu, up_reader, up_writer)
+                if answer is None:
                     continue
-                ledger.responses += 1
                 pdu = parse_pdu(answer[MBAP_SIZE:], Direction.RESPONSE)
                 ledger.outcomes.append(outcome_of(pdu))
                 if replay is None and key is not None and not isinstance(pdu, Malformed | ExceptionResponse):
@@ -232,15 +241,9 @@ class ReplayProxy:
         try:
             for tid, (address, value) in enumerate(self.inject_writes, start=1):
                 adu = build_adu(tid, unit, WriteSingleRegisterRequest(address, value))
-                ledger.sent(adu)
-                up_writer.write(adu)
-                await up_writer.drain()
-                try:
-                    answer = await read_adu(up_reader, self.timeout_s)
-                except TimeoutError:
-                    ledger.outcomes.append(NO_RESPONSE)
+                answer = await self._exchange(ledger, adu, up_reader, up_writer)
+                if answer is None:
                     continue
-                ledger.responses += 1
                 ledger.outcomes.append(outcome_of(parse_pdu(answer[MBAP_SIZE:], Direction.RESPONSE)))
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             ledger.outcomes.append("connection closed")

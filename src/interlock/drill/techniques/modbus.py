@@ -21,18 +21,17 @@ from dataclasses import dataclass
 
 from interlock.drill.techniques.base import (
     CONNECTION_CLOSED,
-    CONNECTION_REFUSED,
     MALFORMED_RESPONSE,
     NO_RESPONSE,
     OK,
-    Action,
     Context,
-    Refused,
+    Link,
     Stream,
     Technique,
     again,
+    family,
+    repeat,
     summarize,
-    technique,
 )
 from interlock.protocols.base import Direction, Malformed
 from interlock.protocols.modbus import (
@@ -95,13 +94,12 @@ def pack_bits(values: tuple[int, ...]) -> bytes:
     return bytes(out)
 
 
-class ModbusLink:
+class ModbusLink(Link):
     """A Modbus/TCP client made of Interlock's codec: numbers transactions, reconnects after the
     server drops the connection (as servers do on a malformed frame), matches replies by id."""
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.stream: Stream | None = None
+        super().__init__(ctx)
         self.transaction = 0
         self.reconnects = 0
 
@@ -144,27 +142,8 @@ class ModbusLink:
             return Reply(CONNECTION_CLOSED)
         return Reply(outcome_of(reply), None if isinstance(reply, Malformed) else reply, raw)
 
-    async def close(self) -> None:
-        if self.stream is not None:
-            await self.stream.close()
-            self.stream = None
-
 
 Body = Callable[[Context, ModbusLink], Awaitable[tuple[str, dict[str, object]]]]
-
-
-def _runner(body: Body) -> Callable[[Context], Awaitable[list[Action]]]:
-    """Wrap a technique body: one link, one Action, a refused connection is an outcome."""
-    async def run(ctx: Context) -> list[Action]:
-        link = ModbusLink(ctx)
-        try:
-            outcome, detail = await body(ctx, link)
-        except Refused as exc:
-            return [ctx.action(CONNECTION_REFUSED, {"error": str(exc)})]
-        finally:
-            await link.close()
-        return [ctx.action(outcome, detail)]
-    return run
 
 
 def read_request(table: str, address: int, count: int) -> ModbusPdu:
@@ -191,14 +170,8 @@ def read_values(pdu: ModbusPdu | None, count: int) -> list[int]:
 
 async def _repeat(ctx: Context, link: ModbusLink, pdu: Pdu) -> tuple[list[str], Reply]:
     """Send ``pdu`` ``repeat`` times with ``interval_s`` between; the outcomes and last reply."""
-    outcomes: list[str] = []
-    reply = Reply(NO_RESPONSE)
-    for i in range(max(1, ctx.as_int("repeat"))):
-        if i:
-            await ctx.pause()
-        reply = await link.request(pdu, ctx.unit())
-        outcomes.append(reply.outcome)
-    return outcomes, reply
+    replies = await repeat(ctx, lambda: link.request(pdu, ctx.unit()))
+    return [reply.outcome for reply in replies], replies[-1]
 
 
 def _read(table: str) -> Body:
@@ -476,6 +449,4 @@ _TABLE: list[tuple[str, tuple[str, ...], str, Mapping[str, object], Body]] = [
      again(_diagnostic(FORCE_LISTEN_ONLY))),
 ]
 
-TECHNIQUES: tuple[Technique, ...] = tuple(
-    technique(tid, ids, PROTOCOL, desc, params, _runner(body)) for tid, ids, desc, params, body in _TABLE
-)
+TECHNIQUES: tuple[Technique, ...] = family(PROTOCOL, ModbusLink, _TABLE)

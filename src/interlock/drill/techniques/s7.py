@@ -15,25 +15,21 @@ TSAP, whose high octet 0x01 means a PG connection); ``unit`` overrides it per ru
 
 from __future__ import annotations
 
-import asyncio
 import string
 import struct
 from collections.abc import Awaitable, Callable, Mapping
 
 from interlock.drill.techniques.base import (
-    CONNECTION_CLOSED,
-    CONNECTION_REFUSED,
     MALFORMED_RESPONSE,
-    NO_RESPONSE,
     OK,
-    Action,
     Context,
-    Refused,
-    Stream,
+    Link,
+    Session,
     Technique,
     again,
+    family,
+    repeat,
     summarize,
-    technique,
 )
 from interlock.protocols.base import Malformed
 from interlock.protocols.s7comm import (
@@ -92,12 +88,11 @@ def outcome_of(pdu: S7Pdu | Malformed) -> str:
     return OK
 
 
-class S7Link:
+class S7Link(Link):
     """An S7 client made of Interlock's codec: COTP connect, setup communication, PDU refs."""
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.stream: Stream | None = None
+        super().__init__(ctx)
         self.pdu_ref = 0
         self.pdu_length = 0
 
@@ -151,33 +146,12 @@ class S7Link:
         await self.send_pdu(build(message))
         return await self.read_pdu()
 
-    async def close(self) -> None:
-        if self.stream is not None:
-            await self.stream.close()
-            self.stream = None
+    def report(self, detail: dict[str, object]) -> dict[str, object]:
+        return {"pdu_length": self.pdu_length, **detail}
 
 
 Body = Callable[[Context, S7Link], Awaitable[tuple[str, dict[str, object]]]]
-
-
-def _runner(body: Body) -> Callable[[Context], Awaitable[list[Action]]]:
-    async def run(ctx: Context) -> list[Action]:
-        link = S7Link(ctx)
-        try:
-            await link.open()
-            outcome, detail = await body(ctx, link)
-        except Refused as exc:
-            return [ctx.action(CONNECTION_REFUSED, {"error": str(exc)})]
-        except S7Error as exc:
-            return [ctx.action("session refused", {"error": str(exc)})]
-        except TimeoutError:
-            return [ctx.action(NO_RESPONSE, {})]
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            return [ctx.action(CONNECTION_CLOSED, {"error": str(exc)})]
-        finally:
-            await link.close()
-        return [ctx.action(outcome, {"pdu_length": link.pdu_length, **detail})]
-    return run
+SESSION = Session(S7Error)  # COTP refused or setup communication failed
 
 
 def printable(data: bytes) -> list[str]:
@@ -195,15 +169,10 @@ def printable(data: bytes) -> list[str]:
 
 
 async def _repeat(ctx: Context, link: S7Link,
-                  make: Callable[[int], S7Pdu]) -> tuple[list[str], S7Pdu | Malformed | None]:
-    outcomes: list[str] = []
-    reply: S7Pdu | Malformed | None = None
-    for i in range(max(1, ctx.as_int("repeat"))):
-        if i:
-            await ctx.pause()
-        reply = await link.request(make(link.next_ref()))
-        outcomes.append(outcome_of(reply))
-    return outcomes, reply
+                  make: Callable[[int], S7Pdu]) -> tuple[list[str], S7Pdu | Malformed]:
+    """Send ``make(pdu_ref)`` ``repeat`` times; the outcomes and the last reply."""
+    replies = await repeat(ctx, lambda: link.request(make(link.next_ref())))
+    return [outcome_of(reply) for reply in replies], replies[-1]
 
 
 async def _szl_read(ctx: Context, link: S7Link) -> tuple[str, dict[str, object]]:
@@ -306,6 +275,4 @@ _TABLE: list[tuple[str, tuple[str, ...], str, Mapping[str, object], Body]] = [
      again(_download_block)),
 ]
 
-TECHNIQUES: tuple[Technique, ...] = tuple(
-    technique(tid, ids, PROTOCOL, desc, params, _runner(body)) for tid, ids, desc, params, body in _TABLE
-)
+TECHNIQUES: tuple[Technique, ...] = family(PROTOCOL, S7Link, _TABLE, SESSION)

@@ -1,6 +1,6 @@
 """An asyncio event loop in a daemon thread, for devices whose library serves on asyncio.
 
-Written here rather than reused from ``tests.peers.loop``: ``src`` must not import from ``tests``.
+The tests' peers (``tests.peers.loop``) use this class too.
 """
 
 from __future__ import annotations

@@ -32,9 +32,7 @@ from interlock.protocols.base import Malformed
 from interlock.protocols.dnp3.codec import (
     ApplicationRequest,
     ApplicationResponse,
-    LinkFrame,
     ObjectHeader,
-    TransportSegment,
     build,
     parse_fragment,
     parse_frame,
@@ -47,9 +45,9 @@ from interlock.protocols.dnp3.fields import (
     CommandStatus,
     FunctionCode,
     OpType,
-    PrimaryFunction,
 )
 from interlock.protocols.dnp3.link import frame_size
+from interlock.protocols.dnp3.stream import Reassembler, Segmenter
 from interlock.protocols.iec104 import codec as c104
 from interlock.protocols.iec104.fields import Cause, TypeID, UFunction
 from interlock.range.devices.base import DevicePoint, DeviceSpec
@@ -106,7 +104,6 @@ _BI_GROUPS, _BO_GROUPS, _AI_GROUPS = (1, 2), (10, 11), (30, 32)
 _FAMILY = {**dict.fromkeys(_BI_GROUPS, "binary_input"), **dict.fromkeys(_BO_GROUPS, "binary_output"),
            **dict.fromkeys(_AI_GROUPS, "analog_input")}
 _ERROR_IIN = IIN.NO_FUNC_CODE_SUPPORT | IIN.OBJECT_UNKNOWN | IIN.PARAMETER_ERROR
-_MAX_SEGMENT = 249
 
 
 class Dnp3Master:
@@ -125,7 +122,7 @@ class Dnp3Master:
         self.timeout_s = timeout_s
         self.select_before_operate = select_before_operate
         self._app_seq = 0
-        self._transport_seq = 0
+        self._segmenter = Segmenter(master=spec.master_address, outstation=spec.unit)
         self._by_key = {(p.type, p.index): p for p in spec.points}
         self.last_iin = 0
         self.unsolicited: list[ApplicationResponse] = []  # unsolicited responses seen (confirmed)
@@ -191,20 +188,12 @@ class Dnp3Master:
                     values[point.tag] = float(v)  # later headers (static after events) win
 
     async def _send(self, fragment: ApplicationRequest) -> None:
-        data = build(fragment)
-        chunks = [data[i : i + _MAX_SEGMENT] for i in range(0, len(data), _MAX_SEGMENT)] or [b""]
-        for k, chunk in enumerate(chunks):
-            seg = TransportSegment(fin=k == len(chunks) - 1, fir=k == 0, seq=self._transport_seq, data=chunk)
-            self._transport_seq = (self._transport_seq + 1) & 0x3F
-            frame = LinkFrame(dir=True, prm=True, fcb=False, fcv=False,
-                              function=PrimaryFunction.UNCONFIRMED_USER_DATA,
-                              destination=self.spec.unit, source=self.spec.master_address,
-                              user_data=build(seg))
-            await self.stream.write(build(frame))
+        for frame in self._segmenter.frames(build(fragment)):
+            await self.stream.write(frame)
 
     async def _read_fragment(self) -> ApplicationResponse:
         """The next complete response fragment from the outstation (link-only frames skipped)."""
-        buf = b""
+        reassembler = Reassembler()
         while True:
             head = await self.stream.read(HEADER_SIZE)
             if head[:2] != START:
@@ -218,11 +207,10 @@ class Dnp3Master:
             seg = parse_segment(frame.user_data)
             if isinstance(seg, Malformed):
                 continue
-            buf = seg.data if seg.fir else buf + seg.data
-            if not seg.fin:
+            data = reassembler.add(seg)
+            if data is None:
                 continue
-            fragment = parse_fragment(buf)
-            buf = b""
+            fragment = parse_fragment(data)
             if isinstance(fragment, ApplicationResponse):
                 return fragment
 
