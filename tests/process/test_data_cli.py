@@ -104,6 +104,9 @@ def test_eval_on_batadal_prints_the_metrics(tmp_path: Path) -> None:
     assert all(a["detected_at"] is not None for a in out["attacks"])
     assert 0.75 < out["batadal_s"] <= 1 and out["false_alarm_rate"] < 0.05
     assert {"f1", "precision", "recall", "etapr_f1", "detector"} <= set(out)
+    # pca's published figures (docs/process-detection.md): eTaPR and VUS-PR are computed now.
+    assert out["etapr_f1"] == pytest.approx(0.510, abs=5e-4)
+    assert out["vus_pr"] == pytest.approx(0.542, abs=5e-4)
     lines = preds.read_text().splitlines()
     assert lines[0] == "timestamp,score,alarm" and len(lines) == 4177 + 1
     assert lines[1].startswith("04/07/16 00,")

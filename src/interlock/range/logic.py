@@ -11,6 +11,7 @@ reset are registers too (the Triton case, T0880). The plant's ``Sis`` stays the 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from interlock.range.pid import Pid
 from interlock.range.plc import Plc
@@ -23,7 +24,8 @@ def _alarm(plc: Plc, tag: str, active: bool) -> None:
 class GasPipelineLogic:
     """Discharge pressure -> compressor speed (PI); surge margin -> recycle valve (PI); block valves."""
 
-    def __init__(self) -> None:
+    def __init__(self, watermark: Callable[[float], float] | None = None) -> None:
+        self.watermark = watermark  # optional dither on the recycle valve (range.watermark), off by default
         self.speed = Pid(kp=0.05, ti_s=300.0, out_low=0.0, out_high=1.05)
         self.recycle = Pid(kp=0.05, ti_s=20.0, out_low=0.0, out_high=1.0)
 
@@ -54,7 +56,9 @@ class GasPipelineLogic:
             manual=plc.get("recycle_manual"),
         )
         plant.set_actuator("compressor_speed", speed)
-        plant.set_actuator("recycle_valve", recycle)
+        plant.set_actuator(
+            "recycle_valve", recycle + (self.watermark(plant.time_s) if self.watermark else 0.0)
+        )
         plant.set_actuator("inlet_block_valve", plc.get("inlet_block_valve"))
         plant.set_actuator("outlet_block_valve", plc.get("outlet_block_valve"))
         plc.set("speed_output", speed)
@@ -68,7 +72,8 @@ class GasPipelineLogic:
 class ReactorLogic:
     """Reactor temperature -> jacket coolant temperature (PI, reverse acting); feed on its coil."""
 
-    def __init__(self) -> None:
+    def __init__(self, watermark: Callable[[float], float] | None = None) -> None:
+        self.watermark = watermark  # optional dither on the coolant (range.watermark), off by default
         self.temp = Pid(kp=2.0, ti_s=120.0, out_low=280.0, out_high=320.0)
 
     def initial(self, plc: Plc) -> dict[str, float]:
@@ -86,7 +91,9 @@ class ReactorLogic:
             auto=plc.get("temp_mode") >= 1,
             manual=plc.get("coolant_manual_k"),
         )
-        plant.set_actuator("coolant_temp_k", coolant)
+        plant.set_actuator(
+            "coolant_temp_k", coolant + (self.watermark(plant.time_s) if self.watermark else 0.0)
+        )
         plant.set_actuator("feed_flow_lpm", plc.get("feed_sp_lpm") if plc.get("feed_enable") >= 0.5 else 0.0)
         plc.set("coolant_output_k", coolant)
         plc.set("sis_tripped", 1.0 if plant.sis.tripped else 0.0)
@@ -96,7 +103,8 @@ class ReactorLogic:
 class RefineryLogic:
     """Coil outlet temperature -> fuel (PI); drum and bottoms levels -> their draw valves (PI, direct)."""
 
-    def __init__(self) -> None:
+    def __init__(self, watermark: Callable[[float], float] | None = None) -> None:
+        self.watermark = watermark  # optional dither on the fuel valve (range.watermark), off by default
         self.cot = Pid(kp=0.01, ti_s=120.0, out_low=0.0, out_high=1.0)
         self.drum = Pid(kp=0.02, ti_s=300.0, out_low=0.0, out_high=1.0, direct=True)
         self.bottoms = Pid(kp=0.02, ti_s=300.0, out_low=0.0, out_high=1.0, direct=True)
@@ -133,7 +141,7 @@ class RefineryLogic:
         )
         drum = self.drum.update(plc.get("drum_level_sp_pct"), pv["reflux_drum_level_pct"], dt_s)
         bottoms = self.bottoms.update(plc.get("bottoms_level_sp_pct"), pv["bottoms_level_pct"], dt_s)
-        plant.set_actuator("fuel_valve", fuel)
+        plant.set_actuator("fuel_valve", fuel + (self.watermark(plant.time_s) if self.watermark else 0.0))
         plant.set_actuator("distillate_valve", drum)
         plant.set_actuator("bottoms_valve", bottoms)
         plant.set_actuator("feed_flow", plc.get("feed_sp") if plc.get("feed_enable") >= 0.5 else 0.0)

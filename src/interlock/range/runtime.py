@@ -35,6 +35,7 @@ from interlock.range.plants import PLANTS
 from interlock.range.plants.base import Plant
 from interlock.range.plc import Logic, Plc, WriteEvent
 from interlock.range.points import PointList, load_point_list
+from interlock.range.watermark import Watermark
 
 # 2026-01-05 06:00 UTC: a Monday morning shift; the virtual clock's calendar starts here.
 START_EPOCH_S = 1_767_592_800.0
@@ -100,6 +101,7 @@ class Range:
         sis_enabled: bool = True,
         inline_firewall: bool = False,
         instance: int = 0,
+        watermark: bool = False,
     ) -> None:
         if plant_id not in PLANTS:
             raise ValueError(f"unknown plant {plant_id!r}; known: {', '.join(sorted(PLANTS))}")
@@ -126,7 +128,9 @@ class Range:
         for device in self.points.devices:
             if device.protocol != "modbus":
                 continue
-            logic: Logic = SisLogic() if device.role == "sis" else LOGIC[plant_id]()
+            # watermark: the control program dithers one actuator, keyed by the seed (range.watermark).
+            dither = Watermark.for_plant(plant_id, seed) if watermark else None
+            logic: Logic = SisLogic() if device.role == "sis" else LOGIC[plant_id](watermark=dither)
             self.plcs[device.name] = Plc(device, self.plant, logic, on_write=self.events.writes.append)
         # With the inline firewall, each Modbus device moves to its backplane address and an
         # Interlock firewall takes its published one (the Tofino layout): learning, then enforcing.

@@ -19,6 +19,8 @@ _CLASSES = {
     "IsolationForestDetector": ("iforest", "iforest"),
     "ResidualDetector": ("residual", "residual"),
     "ReplayDetector": ("replay", "replay"),
+    "HalfSpaceTreesDetector": ("stream", "hst"),
+    "InvariantDetector": ("invariants", "invariants"),
 }
 NAMES = tuple(sorted(name for _, name in _CLASSES.values()))
 DEFAULT = "pca"
@@ -50,6 +52,8 @@ __all__ = [
     "Alert",
     "DataError",
     "Frame",
+    "HalfSpaceTreesDetector",
+    "InvariantDetector",
     "IsolationForestDetector",
     "NotFittedError",
     "PCADetector",

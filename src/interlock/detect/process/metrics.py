@@ -2,8 +2,7 @@
 
 Point-wise metrics are the headline. Point-adjusted F1 (an episode counts as wholly detected if
 any of its rows alarms) is given for comparison with papers only: a random score reaches 0.97
-with it on SWaT. eTaPR and VUS-PR are not computed here (see docs/process-detection.md): the
-packages named for them do not install cleanly beside scikit-learn 1.9.
+with it on SWaT. eTaPR is in ``etapr.py`` (faster-etapr) and VUS-PR in ``vus.py``.
 
 BATADAL (Taormina et al. 2018, J. Water Resour. Plann. Manage. 144(8)):
 S = gamma * S_TTD + (1 - gamma) * S_CM, gamma = 0.5,
