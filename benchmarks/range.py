@@ -63,8 +63,14 @@ def main() -> None:
     for plant_id in args.plant or sorted(PLANTS):
         alone = logic_only(plant_id, seconds)
         full = asyncio.run(whole_range(plant_id, seconds))
-        table.add_row(plant_id, f"{alone:.2f}", f"{seconds / alone:,.0f}", f"{full:.2f}", f"{seconds / full:,.0f}",
-                      f"{seconds:.0f}")
+        table.add_row(
+            plant_id,
+            f"{alone:.2f}",
+            f"{seconds / alone:,.0f}",
+            f"{full:.2f}",
+            f"{seconds / full:,.0f}",
+            f"{seconds:.0f}",
+        )
     Console().print(table)
 
 

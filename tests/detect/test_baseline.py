@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from interlock.capture.decode import decode_path
 from interlock.capture.pcap import PcapWriter, read_frames
+from interlock.capture.records import SCHEMA
 from interlock.cli import main
 from interlock.detect.network.baseline import Baseline, BaselineDetector, BaselineError
 from interlock.protocols.modbus import (
@@ -107,7 +108,12 @@ def test_learned_file_lists_the_plant(plant: Plant) -> None:
 def test_out_of_range_write_and_new_master_are_flagged(plant: Plant, tmp_path: Path) -> None:
     n = plant.benign_frames
     alerts = _detect(plant.attack, plant.baseline, tmp_path / "a.jsonl")
-    # nothing fires on the benign part of the capture: every alert points at an injected frame
+    # the benign polling ends where the injected writes begin (1-2 s later), so the fast polls
+    # are seen to stop: missing-poll alerts, raised after the benign part, with its last polls
+    stopped = [a for a in alerts if a["rule"] == "interlock-baseline/poll_missing"]
+    assert all(a["ts"] > plant_end(plant) for a in stopped)
+    alerts = [a for a in alerts if a not in stopped]
+    # nothing else fires on the benign part of the capture: every alert points at an injected frame
     assert {f for a in alerts for f in a["frames"]} == {n + 3, n + 7}
     by_kind = {(a["rule"], a["src"]): a for a in alerts}
     modify = by_kind[("interlock-baseline/value", MASTER)]
@@ -120,6 +126,11 @@ def test_out_of_range_write_and_new_master_are_flagged(plant: Plant, tmp_path: P
     assert MASTER in str(new["explanation"])  # names who did write while learning
     # the real master's write is not a "new master" finding
     assert ("interlock-baseline/new_master", MASTER) not in by_kind
+
+
+def plant_end(plant: Plant) -> float:
+    with plant.test.open("rb") as fh:
+        return max(ts for _, ts, _, _ in read_frames(fh))
 
 
 def test_analyst_edit_widens_the_range(plant: Plant) -> None:
@@ -155,3 +166,99 @@ def test_learn_refuses_a_missing_capture(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["learn", str(tmp_path / "none.pcap"), "-o", str(tmp_path / "b.yaml")])
     assert result.exit_code == 2 and "none.pcap" in result.output
     assert not (tmp_path / "b.yaml").exists()
+
+
+# (learning capture, judged captures): the columnar pass must give the row-by-row alerts exactly
+SAME_OUTPUT = [
+    ("modbus/moving_two_files_modbus_6RTU.pcap",
+     ("modbus/send_a_fake_command_modbus_6RTU_with_operate.pcap",
+      "modbus/characterization_modbus_6RTU_with_operate.pcap", "modbus/ModbusTCP.pcap")),
+    ("modbus/ModbusTCP.pcap", ("modbus/moving_two_files_modbus_6RTU.pcap",)),
+    ("dnp3/qut_dnp3_attacks_training_infrequent.pcap",
+     ("dnp3/qut_dnp3_replay_training_frequent.pcap", "dnp3/qut_dnp3_masquerading_training_infrequent.pcap")),
+    ("s7comm/s7comm_clean.pcap", ("s7comm/Plant1_S7comm.pcap",)),
+]
+
+
+@pytest.mark.parametrize(("learn", "judged"), SAME_OUTPUT, ids=[c[0].split("/")[1] for c in SAME_OUTPUT])
+def test_columnar_process_gives_the_row_by_row_alerts(learn: str, judged: tuple[str, ...]) -> None:
+    batches, _ = decode_path(shared(learn))
+    baseline = Baseline().fit(batches)
+    for capture in judged:
+        alerts = []
+        for how in ("process", "process_rows"):
+            detector = BaselineDetector(baseline, capture=capture)
+            batches, _ = decode_path(shared(capture))
+            for batch in batches:
+                getattr(detector, how)(batch)
+            alerts.append(detector.finish())
+        assert alerts[0] == alerts[1], capture
+
+
+def test_columnar_process_on_edge_values() -> None:
+    """Rising counters, enumerated states, an empty states list, null values, odd addresses."""
+    b = Baseline()
+    base = dict(src="10.0.0.1", dst="10.0.0.2", dport=502, sport=40000, unit=1, direction="response",
+                op_class="read", function_code=3, address=10, count=3, object="holding_registers",
+                frame=1, protocol="modbus", transport="tcp")
+    for t in range(6):
+        b.learn_one({**base, "src": "10.0.0.2", "dst": "10.0.0.1", "dport": 40000, "sport": 502,
+                     "values": [float(t), float(t % 2), 5.0], "ts": float(t)})
+    b._finalize()
+    b.points_[("10.0.0.2", 502, 1, "holding_registers", 12)].states = ()
+    resp = {**base, "src": "10.0.0.2", "dst": "10.0.0.1", "dport": 40000, "sport": 502}
+    recs = [
+        {**resp, "values": [7.0, 1.0, None], "ts": 8.0, "frame": 2},       # counter climbed: fine
+        {**resp, "values": [90.0, 1.0, None], "ts": 9.0, "frame": 3},      # counter too high
+        {**resp, "values": [6.0, 0.5, None], "ts": 9.0, "frame": 4},       # not a state
+        {**resp, "values": [6.0, 1.0, 5.0], "ts": 9.0, "frame": 5},        # empty states: never
+        {**resp, "values": [1.0], "address": -3, "ts": 9.0, "frame": 6},  # odd address
+        {**resp, "values": [float("nan")], "ts": 9.0, "frame": 7},
+        {**resp, "values": None, "ts": 9.0, "frame": 8},
+    ]
+    schema = pa.schema([f for f in SCHEMA if f.name in {*recs[0], "ts"}])
+    batch = pa.RecordBatch.from_pylist([{**r, "ts": int(r["ts"] * 1e6)} for r in recs], schema=schema)
+    got = []
+    for how in ("process", "process_rows"):
+        d = BaselineDetector(b)
+        getattr(d, how)(batch)
+        got.append(d.finish())
+    assert got[0] == got[1]
+    assert sorted(f for a in got[0] for f in a.frames) == [3, 4, 5, 7]
+
+
+def _poll_batch(times: list[float], first_frame: int, src: str = "10.0.0.1") -> pa.RecordBatch:
+    recs = [dict(frame=first_frame + i, ts=int(t * 1e6), src=src, dst="10.0.0.2", sport=40000,
+                 dport=502, transport="tcp", protocol="modbus", direction="request", unit=1,
+                 op_class="read", function_code=3, address=100, count=10)
+            for i, t in enumerate(times)]
+    return pa.RecordBatch.from_pylist(recs, schema=pa.schema([f for f in SCHEMA if f.name in recs[0]]))
+
+
+def test_learned_poll_that_stops_or_floods_is_reported_once() -> None:
+    b = Baseline()
+    for batch in [_poll_batch([float(t) for t in range(30)], 1)]:  # a poll every second
+        for rec in batch.to_pylist():
+            b.learn_one({**rec, "ts": rec["ts"].timestamp()})
+    b._finalize()
+    assert b.links_[("10.0.0.1", "10.0.0.2", 502, 1)].gaps[(3, 100)] == (29, 1.0)
+    d = BaselineDetector(b)
+    # as learned: silent, across batches
+    assert d.process(_poll_batch([100.0 + t for t in range(10)], 100)) == []
+    assert d.process(_poll_batch([110.0 + t for t in range(10)], 200)) == []
+    # the poll stops; another host's traffic shows 20 s pass: one alert, raised at 4 periods
+    other = _poll_batch([125.0, 140.0], 300, src="10.0.0.7")
+    missing = d.process(other)
+    assert [a.rule for a in missing] == ["interlock-baseline/poll_missing"]
+    assert missing[0].technique == "T0815" and missing[0].frames == (209,)
+    assert missing[0].ts == pytest.approx(119.0 + 4.0)
+    # it resumes: no second alert for the same silence; then 60 requests in 1.5 s
+    assert d.process(_poll_batch([141.0], 400)) == []
+    burst = d.process(_poll_batch([142.0 + i * 0.025 for i in range(60)], 500))
+    assert [a.rule for a in burst] == ["interlock-baseline/poll_burst"]
+    assert burst[0].technique == "T0814" and burst[0].count == 40 and burst[0].frames[-1] == 538
+    assert d.tick(1000.0)[0].rule == "interlock-baseline/poll_missing"
+    # the file keeps what the watch needs
+    again = Baseline.from_yaml(b.to_yaml())
+    assert again.links_[("10.0.0.1", "10.0.0.2", 502, 1)].gaps[(3, 100)] == (29, 1.0)
+    assert again.missing_periods == 4.0 and again.burst_factor == 10.0

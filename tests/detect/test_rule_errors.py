@@ -78,6 +78,21 @@ CASES = [
      "unknown aggregate field 'window'"),
     ("aggregate bad gte", edit(21, "  condition: write and not reads\n  aggregate:\n"
                                    "    group_by: [src]\n    window_s: 60\n    gte: 0"), 25, "gte must be"),
+    ("repeat unknown key", edit(21, "  condition: write and not reads\n  repeat:\n"
+                                    "    content: [dst, values]\n    within: 60"), 24,
+     "unknown repeat field 'within'"),
+    ("repeat needs within_s", edit(21, "  condition: write and not reads\n  repeat:\n"
+                                       "    content: [dst, values]"), 23, "repeat needs within_s"),
+    ("repeat on frame", edit(21, "  condition: write and not reads\n  repeat:\n"
+                                 "    content: [frame]\n    within_s: 60"), 23, "differs in every record"),
+    ("sequence on text", edit(21, "  condition: write and not reads\n  sequence:\n    field: src\n"
+                                  "    modulo: 16\n    stream: [dst]\n    source: [src]\n"
+                                  "    within_s: 60"), 23, "numeric record field"),
+    ("repeat and sequence", edit(21, "  condition: write and not reads\n  repeat:\n"
+                                     "    content: [dst]\n    within_s: 60\n  sequence:\n"
+                                     "    field: transaction\n    modulo: 16\n    stream: [dst]\n"
+                                     "    source: [src]\n    within_s: 60"), 25,
+     "repeat or sequence, not both"),
     ("placeholder not declared", edit(20, "    src|expand: '%masters%'"), 20, "%masters% is not in"),
     ("missing level", edit(24, ""), 1, "missing field 'level'"),
     ("empty file", "", 1, "empty file"),

@@ -17,7 +17,10 @@ import pytest
 from interlock.capture.decode import decode_path
 from interlock.capture.pcap import PcapWriter
 from interlock.detect.alerts import Alert
-from interlock.detect.network.rules import Rule, run_rules
+from interlock.detect.network.rules import Rule, RuleEngine, run_rules
+from interlock.protocols.dnp3 import codec as dnp3
+from interlock.protocols.dnp3.fields import FunctionCode
+from interlock.protocols.dnp3.link import LinkFrame, TransportSegment, build_segment
 from interlock.protocols.iec104 import codec as iec104
 from interlock.protocols.iec104.fields import Cause, TypeID, UFunction
 from interlock.protocols.modbus.codec import (
@@ -76,8 +79,52 @@ def flood(w: PcapWriter) -> None:
         flow.client(400 + tid / 120, build_adu(tid, 1, ReadHoldingRegistersRequest(0, 10)))
 
 
+def replayed_write(w: PcapWriter) -> None:
+    """The HMI writes a setpoint; ten minutes later another host sends the same write again."""
+    hmi = TcpFlow(w, "10.1.0.20:40500", f"{PLC}:502", 500.0)
+    hmi.client(500.1, build_adu(7, 1, WriteSingleRegisterRequest(3, 1150)))
+    hmi.client(530.1, build_adu(8, 1, WriteSingleRegisterRequest(4, 20)))  # another write
+    replay = TcpFlow(w, f"{SCANNER}:40501", f"{PLC}:502", 1100.0)
+    replay.client(1100.1, build_adu(9, 1, WriteSingleRegisterRequest(3, 1150)))
+
+
+def _dnp3(app: dnp3.ApplicationRequest | dnp3.ApplicationResponse, master: bool, dst: int, src: int) -> bytes:
+    segment = build_segment(TransportSegment(fin=True, fir=True, seq=0, data=dnp3.build(app)))
+    return dnp3.build(LinkFrame(dir=master, prm=True, fcb=False, fcv=False, function=4,
+                                destination=dst, source=src, user_data=segment))
+
+
+def _read(seq: int) -> bytes:
+    header = dnp3.ObjectHeader(60, 2, 6)  # class 1 data, all points
+    return _dnp3(dnp3.ApplicationRequest(FunctionCode.READ, seq, (header,)), True, 10, 1)
+
+
+def dnp3_second_master(w: PcapWriter) -> None:
+    """The master polls with sequence 5, 6, 7; 20 s later another host sends number 6 again."""
+    master = TcpFlow(w, "10.2.0.1:40600", "10.2.0.9:20000", 600.0)
+    for k, seq in enumerate((5, 6, 7)):
+        master.client(600.1 + k, _read(seq))
+    other = TcpFlow(w, "10.2.0.66:40601", "10.2.0.9:20000", 622.0)
+    other.client(622.1, _read(6))
+
+
+def dnp3_second_outstation(w: PcapWriter) -> None:
+    """The outstation reports unsolicited 3, 4; a second host posing as it sends 4 again."""
+    def unsolicited(seq: int) -> bytes:
+        app = dnp3.ApplicationResponse(FunctionCode.UNSOLICITED_RESPONSE, seq, 0, (), con=True, uns=True)
+        return _dnp3(app, False, 1, 10)
+
+    real = TcpFlow(w, "10.2.0.1:40700", "10.2.0.9:20000", 700.0)
+    real.server(700.1, unsolicited(3))
+    real.server(701.1, unsolicited(4))
+    fake = TcpFlow(w, "10.2.0.1:40701", "10.2.0.77:20000", 710.0)
+    fake.server(710.1, unsolicited(4))
+
+
 BUILT: dict[str, Callable[[PcapWriter], None]] = {
     "fc_scan": fc_scan, "broadcast_write": broadcast_write, "reset_process": reset_process, "flood": flood,
+    "replayed_write": replayed_write, "dnp3_second_master": dnp3_second_master,
+    "dnp3_second_outstation": dnp3_second_outstation,
 }
 
 # rule file -> capture that shows its behaviour: "built:NAME", "sample", or a shared capture
@@ -105,6 +152,12 @@ FIRES = {
     "iec104/reset_process.yml": "built:reset_process",
     "any/malformed.yml": "dnp3/DNP3-Malformed.pcap",
     "any/flood.yml": "built:flood",
+    "any/replayed_command.yml": "built:replayed_write",
+    "any/response_flood.yml": "dnp3/qut_dnp3_flooding_training_infrequent.pcap",
+    "dnp3/unsolicited_flood.yml": "dnp3/qut_dnp3_masquerading_training_infrequent.pcap",
+    "dnp3/replayed_request.yml": "dnp3/qut_dnp3_replay_training_frequent.pcap",
+    "dnp3/sequence_from_second_sender.yml": "built:dnp3_second_master",
+    "dnp3/unsolicited_sequence_from_second_sender.yml": "built:dnp3_second_outstation",
 }
 
 
@@ -203,6 +256,39 @@ def test_a_flood_is_one_alert_with_every_request(rules: tuple[Rule, ...], tmp_pa
     (alert,) = alerts_of(rules, write_capture(tmp_path / "flood.pcap", flood))
     assert alert.count == 600 and len(alert.frames) == 600
     assert alert.severity == "high" and alert.src == SCANNER
+
+
+def test_early_alert_at_the_threshold_then_the_complete_one(rules: tuple[Rule, ...],
+                                                           tmp_path: Path) -> None:
+    """Live use: the flood is reported when its 500th request arrives, then in full at its end."""
+    capture = write_capture(tmp_path / "flood.pcap", flood)
+    batches, _ = decode_path(capture)
+    engine = RuleEngine(rules, early=True)
+    during = [a for b in batches for a in engine.process(b)]
+    at_end = engine.finish()
+    (early,) = during
+    (complete,) = at_end
+    assert early.count == 500 and len(early.frames) == 500 and "still going" in early.explanation
+    assert complete.count == 600 and early.frames == complete.frames[:500]
+    assert (early.ts, early.rule, early.src, early.dst) == (complete.ts, complete.rule, complete.src,
+                                                             complete.dst)
+
+
+def test_replay_and_second_sender_alerts_name_the_earlier_frame(rules: tuple[Rule, ...],
+                                                               tmp_path: Path) -> None:
+    (write,) = alerts_of(rules, write_capture(tmp_path / "rw.pcap", replayed_write))
+    assert write.src == SCANNER and write.technique == "T0855" and len(write.frames) == 1
+    assert "the content of frame 3" in write.explanation  # the HMI's write, 600 s before
+    found = alerts_of(rules, write_capture(tmp_path / "sm.pcap", dnp3_second_master))
+    (seq,) = by_rule(rules, found, "dnp3/sequence_from_second_sender.yml")
+    # the same fragment, number 6 included, over another connection: a replay as well
+    (replayed,) = by_rule(rules, found, "dnp3/replayed_request.yml")
+    assert len(found) == 2 and replayed.frames == seq.frames
+    assert seq.src == "10.2.0.66" and seq.technique == "T0848"
+    assert "sequence number 6 after 7 from 10.2.0.1" in seq.explanation and "gone back" in seq.explanation
+    (uns,) = alerts_of(rules, write_capture(tmp_path / "so.pcap", dnp3_second_outstation))
+    # a rule on responses names the host answered as src, the sender as dst
+    assert uns.dst == "10.2.0.77" and uns.technique == "T0856" and "repeated" in uns.explanation
 
 
 def test_iec104_commands_low_until_masters_are_listed(rules: tuple[Rule, ...]) -> None:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
 
 from interlock.inventory import Inventory
 from interlock.inventory.identity import (
+    IdentityCollector,
     decode_szl_001c,
     decode_szl_0011,
+    dnp3_attributes_from_headers,
+    dnp3_device_attributes,
     modbus_device_id,
     s7_firmware,
     vendor_from_order_number,
 )
+from interlock.protocols.dnp3 import codec as dnp3
+from interlock.protocols.dnp3.fields import FunctionCode
 from tests.inventory.conftest import SAMPLE, inventory, shared, tshark_fields
 
 
@@ -115,3 +121,44 @@ def test_sample_snap7_server_identity_is_read_in_the_standard_order(sample: Inve
     client = sample.asset("127.0.0.1")
     assert client is not None
     assert "asked 127.0.0.13 for a PG (programming device) connection" in client.notes
+
+
+def test_dnp3_device_attributes_from_decoded_objects() -> None:
+    """g0 attributes built with the DNP3 codec, parsed back, read as vendor, model, firmware."""
+    def attr(variation: int, data_type: int, value: bytes) -> dnp3.ObjectHeader:
+        return dnp3.ObjectHeader(0, variation, 0x00, start=variation, stop=variation,
+                                 objects=((data_type, value),))
+
+    response = dnp3.ApplicationResponse(FunctionCode.RESPONSE, 3, 0, (
+        attr(252, 1, b"ACME Grid"), attr(250, 1, b"RTU-5000"), attr(242, 1, b"4.2.1"),
+        attr(248, 1, b"SN0042"), attr(240, 2, (2048).to_bytes(2, "little"))))
+    parsed = dnp3.parse_fragment(dnp3.build_fragment(response))
+    assert isinstance(parsed, dnp3.ApplicationResponse)
+    attributes = dnp3_attributes_from_headers(parsed.headers)
+    assert attributes == {252: "ACME Grid", 250: "RTU-5000", 242: "4.2.1", 248: "SN0042", 240: "2048"}
+    fields = dnp3_device_attributes(attributes)
+    assert (fields["vendor"], fields["model"], fields["firmware"], fields["serial"]) == (
+        "ACME Grid", "RTU-5000", "4.2.1", "SN0042")
+    assert fields["max_transmit_fragment"] == "2048"
+
+
+def test_dnp3_group_0_values_in_a_record_become_the_outstation_identity() -> None:
+    objects = [{"group": 0, "variation": 252, "qualifier": 0, "value": "ACME Grid"},
+               {"group": 0, "variation": 250, "qualifier": 0, "value": "RTU-5000"},
+               {"group": 0, "variation": 242, "qualifier": 0, "value": "4.2.1"}]
+    row = {"protocol": "dnp3", "direction": "response", "src": "10.2.0.9", "dst": "10.2.0.1",
+           "frame": 17, "function": "RESPONSE", "op_class": "read",
+           "detail": json.dumps({"link_src": 10, "link_dst": 1, "objects": objects},
+                                separators=(",", ":"))}
+    collector = IdentityCollector()
+    assert collector.wants(row)
+    collector.add(row)
+    ident = collector.identities()["10.2.0.9"]
+    assert (ident.vendor, ident.model, ident.firmware) == ("ACME Grid", "RTU-5000", "4.2.1")
+    assert ident.evidence == ("DNP3 device attributes (group 0): 1 answer, first in frame 17",)
+    # without values (what the DNP3 session records today), only a note that they were read
+    bare = {**row, "detail": json.dumps({"objects": [{"group": 0, "variation": 254, "qualifier": 6}]},
+                                        separators=(",", ":"))}
+    collector = IdentityCollector()
+    collector.add(bare)
+    assert collector.identities() == {} and "g0v254" in collector.notes["10.2.0.9"][0]

@@ -13,9 +13,14 @@ this module interprets them):
   Software for S7-300/400, System and Standard Functions", chapter "SSL-ID W#16#xy11" and
   "W#16#xy1C", which Wireshark's s7comm dissector follows too. Long answers arrive in fragments;
   :class:`IdentityCollector` joins them before decoding.
-- DNP3 device attributes (group 0): the DNP3 session reports which g0 variations were asked or
-  answered but not their values, so DNP3 gives no vendor or model here; that a master read
-  them is kept as evidence.
+- DNP3 device attributes (group 0, IEEE 1815-2012 11.9.3): each attribute is one g0 variation
+  holding a data type and a value; 252 is the manufacturer's name, 250 the product name and
+  model, 242 the software (firmware) version, 248 the serial number, 247 the user-assigned
+  device name (:data:`DNP3_ATTRIBUTE_FIELDS`). They are read from a response's
+  ``detail.objects`` entries of group 0 that carry a ``value``, or from decoded
+  :class:`~interlock.protocols.dnp3.codec.ObjectHeader` objects
+  (:func:`dnp3_attributes_from_headers`). While the DNP3 session leaves the values out of the
+  record, that a master read them is kept as evidence.
 
 Vendor is taken from Modbus ``VendorName`` or from the order number's prefix
 (:data:`ORDER_NUMBER_VENDORS`). The first value seen for a field is kept; a different value
@@ -26,7 +31,8 @@ a conflict, because it is exactly what an analyst needs to see.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +76,23 @@ SZL_001C_FIELDS: dict[int, str] = {
 # zeroes the indexes (the python-snap7 server does), see decode_szl_001c.
 SZL_001C_ORDER = (0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0007, 0x0008, 0x0009, 0x000A, 0x000B)
 DNP3_G0 = '"group":0,'  # a group 0 object header in a DNP3 record's detail (compact JSON)
+# DNP3 device attribute variation (g0vN, IEEE 1815-2012 table 11-9) -> identity field
+DNP3_ATTRIBUTE_FIELDS: dict[int, str] = {
+    252: "vendor",  # device manufacturer's name
+    250: "model",  # device manufacturer's product name and model
+    242: "firmware",  # device manufacturer's software version
+    243: "hardware_version",
+    248: "serial",  # device serial number
+    247: "name",  # user-assigned device name
+    246: "device_id",  # user-assigned ID code/number
+    245: "location",  # user-assigned location name
+    244: "owner",  # user-assigned owner name
+    249: "dnp3_subset",  # DNP3 subset and conformance
+    240: "max_transmit_fragment",
+    241: "max_receive_fragment",
+}
+# g0 data types (11.9.3): 1 VSTR visible string, 2 UINT, 3 INT, 4 FLT, 5 OSTR, 6 BSTR
+DNP3_VSTR, DNP3_UINT, DNP3_INT, DNP3_FLT, DNP3_OSTR, DNP3_BSTR = 1, 2, 3, 4, 5, 6
 MAX_SZL_BYTES = 4096  # a fragmented answer is joined up to this size (0x001C is 340 octets)
 
 # S7 connection types of the COTP connect request's TSAP, as the session names them: the kind
@@ -113,6 +136,44 @@ class Identity:
 def _text(raw: bytes) -> str:
     """SZL text fields: ASCII, NUL padded (sometimes space padded)."""
     return raw.split(b"\x00", 1)[0].decode("latin-1").strip()
+
+
+def dnp3_attribute_value(data_type: int, octets: bytes) -> str | None:
+    """One g0 attribute's value as text (integers and floats little-endian, as DNP3 sends
+    them; octet and bit strings as hex); None for a type this function does not know."""
+    if data_type == DNP3_VSTR:
+        return _text(octets) or None
+    if data_type in (DNP3_UINT, DNP3_INT) and octets:
+        return str(int.from_bytes(octets, "little", signed=data_type == DNP3_INT))
+    if data_type == DNP3_FLT and len(octets) in (4, 8):
+        return f"{struct.unpack('<f' if len(octets) == 4 else '<d', octets)[0]:g}"
+    if data_type in (DNP3_OSTR, DNP3_BSTR):
+        return octets.hex()
+    return None
+
+
+def dnp3_device_attributes(attributes: Mapping[int, str]) -> dict[str, str]:
+    """Identity fields from g0 attributes (variation -> value); others kept as ``g0vN``."""
+    out: dict[str, str] = {}
+    for variation, value in sorted(attributes.items()):
+        if value:
+            out[DNP3_ATTRIBUTE_FIELDS.get(variation, f"g0v{variation}")] = value
+    return out
+
+
+def dnp3_attributes_from_headers(headers: Iterable[Any]) -> dict[int, str]:
+    """variation -> value of the g0 attributes in decoded DNP3 object headers (a response to a
+    g0 read: each attribute under its own header, one ``(data_type, octets)`` object)."""
+    out: dict[int, str] = {}
+    for h in headers:
+        if getattr(h, "group", None) != 0:
+            continue
+        for item in getattr(h, "objects", ()):
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bytes | bytearray):
+                value = dnp3_attribute_value(int(item[0]), bytes(item[1]))
+                if value is not None:
+                    out[int(h.variation)] = value
+    return out
 
 
 def vendor_from_order_number(order_number: str) -> tuple[str, str] | None:
@@ -314,12 +375,17 @@ class IdentityCollector:
                 return
             self._szl_fragment(row, detail)
         elif protocol == "dnp3":
-            variations = sorted({f"g0v{o.get('variation')}" for o in detail.get("objects", ())
-                                 if isinstance(o, dict) and o.get("group") == 0})
-            if variations:
-                side = "src" if row.get("direction") == "response" else "dst"
+            g0 = [o for o in detail.get("objects", ()) if isinstance(o, dict) and o.get("group") == 0]
+            side = "src" if row.get("direction") == "response" else "dst"  # the outstation
+            values = {int(o["variation"]): str(o["value"]) for o in g0
+                      if isinstance(o.get("variation"), int) and o.get("value") not in (None, "")}
+            if values and row.get("direction") == "response":
+                self._fields(str(row[side])).merge(dnp3_device_attributes(values),
+                                                   "DNP3 device attributes (group 0)", int(row["frame"]))
+            elif g0:
+                variations = sorted({f"g0v{o.get('variation')}" for o in g0})
                 self._note(str(row[side]), "DNP3 device attributes " + ", ".join(variations)
-                           + " seen; their values are not decoded by the DNP3 session")
+                           + " seen; their values are not in the record")
 
     def _szl_fragment(self, row: Mapping[str, Any], detail: dict[str, Any]) -> None:
         szl_id = detail.get("szl_id")

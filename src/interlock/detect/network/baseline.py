@@ -29,8 +29,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
@@ -83,6 +84,8 @@ class LinkModel:
     reads: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # fc -> ranges
     writes: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     periods: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)  # median, tol
+    # (function, address) -> (intervals learned, the longest one): how regular the poll was
+    gaps: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,13 +126,20 @@ class Baseline:
     """
 
     def __init__(self, *, margin: float = 0.1, relative_margin: float = 0.02, enum_max: int = 8,
-                 period_tolerance: float = 0.5) -> None:
+                 period_tolerance: float = 0.5, missing_periods: float = 4.0,
+                 burst_factor: float = 10.0, min_poll_samples: int = 5) -> None:
         self.margin = margin  # widen each learned value range by this share of its span ...
         # ... or by this share of its largest magnitude, if more: an analog value that drifted
         # over 20 units in the learning hour (4282..4302) still drifts next hour (4303).
         self.relative_margin = relative_margin
         self.enum_max = enum_max  # at most this many distinct values: the point is enumerated
         self.period_tolerance = period_tolerance  # share of the median polling period
+        # A learned poll (>= min_poll_samples intervals) is missing when silent for more than
+        # missing_periods periods (and 1.5 times its longest learned interval); a burst is
+        # burst_factor times its learned rate over missing_periods periods.
+        self.missing_periods = missing_periods
+        self.burst_factor = burst_factor
+        self.min_poll_samples = min_poll_samples
 
     # --- learning ------------------------------------------------------------------------------
 
@@ -199,6 +209,7 @@ class Baseline:
             if len(gaps) >= 2:
                 median = statistics.median(gaps)
                 self.links_[lk].periods[(fc, address)] = (median, median * self.period_tolerance)
+                self.links_[lk].gaps[(fc, address)] = (len(gaps), max(gaps))
         for key, distinct in self._distinct.items():
             p = self.points_[key]
             # One value is a constant, not a choice: the range (with its margins) judges it.
@@ -309,7 +320,10 @@ class Baseline:
             f"first: {_flow(_iso(self.first_ts_))}",
             f"last: {_flow(_iso(self.last_ts_))}",
             "parameters: " + _flow({"margin": self.margin, "relative_margin": self.relative_margin,
-                                    "enum_max": self.enum_max, "period_tolerance": self.period_tolerance}),
+                                    "enum_max": self.enum_max, "period_tolerance": self.period_tolerance,
+                                    "missing_periods": self.missing_periods,
+                                    "burst_factor": self.burst_factor,
+                                    "min_poll_samples": self.min_poll_samples}),
             "links:",
         ]
         for (m, s, port, unit), link in sorted(self.links_.items()):
@@ -327,6 +341,9 @@ class Baseline:
                 for (fc, address), (median, tol) in sorted(link.periods.items()):
                     entry = {"function": fc, "address": address, "period_s": round(median, 3),
                              "tolerance_s": round(tol, 3)}
+                    if (fc, address) in link.gaps:
+                        n_gaps, longest = link.gaps[(fc, address)]
+                        entry.update(intervals=n_gaps, max_gap_s=round(longest, 3))
                     lines.append(f"      - {_flow(entry)}")
         lines.append("points:  # per register/coil/point: learned range, rate of change, states")
         for (s, port, unit, obj, address), p in sorted(self.points_.items()):
@@ -418,16 +435,18 @@ class _Reader:
         if version is None or version.value != FORMAT_VERSION:
             raise self.fail(version or doc, f"not an Interlock baseline of format {FORMAT_VERSION} "
                             "(interlock_baseline: 1); make one with interlock learn")
-        names = ("margin", "relative_margin", "enum_max", "period_tolerance")
+        names = ("margin", "relative_margin", "enum_max", "period_tolerance", "missing_periods",
+                 "burst_factor", "min_poll_samples")
         params = self.mapping(top["parameters"], "parameters", names) if "parameters" in top else {}
         kwargs: dict[str, Any] = {}
-        for k in ("margin", "relative_margin", "period_tolerance"):
+        for k in ("margin", "relative_margin", "period_tolerance", "missing_periods", "burst_factor"):
             if k in params:
                 kwargs[k] = self.number(params, k, top["parameters"])
                 if kwargs[k] < 0:
                     raise self.fail(params[k], f"{k} must be >= 0")
-        if "enum_max" in params:
-            kwargs["enum_max"] = int(self.number(params, "enum_max", top["parameters"], integer=True))
+        for k in ("enum_max", "min_poll_samples"):
+            if k in params:
+                kwargs[k] = int(self.number(params, k, top["parameters"], integer=True))
         b = Baseline(**kwargs)
         b._ensure()
         learned = top.get("learned_from")
@@ -459,10 +478,17 @@ class _Reader:
             if "polling" in m:
                 for pnode in self.items(m, "polling"):
                     pm = self.mapping(pnode, "a polling entry",
-                                      ("function", "address", "period_s", "tolerance_s"))
-                    link.periods[(int(self.number(pm, "function", pnode, integer=True)),
-                                  int(self.number(pm, "address", pnode, integer=True)))] = (
-                        self.number(pm, "period_s", pnode), self.number(pm, "tolerance_s", pnode))
+                                      ("function", "address", "period_s", "tolerance_s", "intervals",
+                                       "max_gap_s"))
+                    poll = (int(self.number(pm, "function", pnode, integer=True)),
+                            int(self.number(pm, "address", pnode, integer=True)))
+                    link.periods[poll] = (self.number(pm, "period_s", pnode),
+                                          self.number(pm, "tolerance_s", pnode))
+                    if link.periods[poll][0] <= 0:
+                        raise self.fail(pm["period_s"], "period_s must be > 0")
+                    if "intervals" in pm and "max_gap_s" in pm:
+                        link.gaps[poll] = (int(self.number(pm, "intervals", pnode, integer=True)),
+                                           self.number(pm, "max_gap_s", pnode))
         for node in self.items(top, "points"):
             m = self.mapping(node, "a point", self.POINT_KEYS)
             pkey = (self.text(m, "slave", node), int(self.number(m, "port", node, integer=True)),
@@ -511,14 +537,37 @@ class BaselineDetector:
         # (kind, master, slave, port, unit, address) -> first deviation, its record, frames, count
         self._open: dict[tuple[str, str, str, int, int, int | None],
                          tuple[Deviation, dict[str, Any], list[int], list[int]]] = {}
+        self._link_cache: dict[tuple[Any, ...], bool] = {}  # request shape -> deviates
+        self._index_points()
+        self._index_polls()
+        self._poll_state: dict[PollKey, _PollState] = {}
 
     def process(self, batch: pa.RecordBatch) -> list[Alert]:
-        # epoch seconds instead of datetime objects: to_pylist builds one per row otherwise
-        i = batch.schema.get_field_index("ts")
-        if i >= 0 and pa.types.is_timestamp(batch.schema.field(i).type):
-            seconds = pc.divide(pc.cast(batch.column(i), pa.int64()), 1e6)
-            batch = batch.set_column(i, "ts", seconds)
-        for rec in batch.to_pylist():
+        """Judge a batch column-wise; only the rows that deviate become Python records.
+
+        The link checks depend on a handful of columns whose combinations repeat (a poller sends
+        the same requests all day): each distinct combination is judged once and cached. Register
+        values are flattened and compared with the learned limits as numpy arrays. Rows flagged by
+        either pass are judged again by :meth:`Baseline.deviations`, so the alerts are exactly
+        those of the row-by-row reference, :meth:`process_rows`.
+        """
+        if batch.num_rows == 0:
+            return []
+        batch = _epoch_seconds(batch)
+        requests = self._requests(batch)
+        flagged = self._link_flags(batch, requests) | self._value_flags(batch)
+        rows = np.flatnonzero(flagged)
+        if len(rows):
+            self._gather(batch.take(pa.array(rows)).to_pylist())
+        return self._polls(batch, requests)
+
+    def process_rows(self, batch: pa.RecordBatch) -> list[Alert]:
+        """The row-by-row reference of :meth:`process` (every record through ``deviations``)."""
+        self._gather(_epoch_seconds(batch).to_pylist())
+        return []
+
+    def _gather(self, records: Iterable[dict[str, Any]]) -> None:
+        for rec in records:
             for d in self.baseline.deviations(rec):
                 request = rec.get("direction") == "request"
                 master, slave = (rec["src"], rec["dst"]) if request else (rec["dst"], rec["src"])
@@ -528,7 +577,267 @@ class BaselineDetector:
                 if len(entry[2]) < MAX_FRAMES and (not entry[2] or entry[2][-1] != rec["frame"]):
                     entry[2].append(rec["frame"])
                 entry[3][0] += 1
-        return []
+
+    # --- columnar passes -------------------------------------------------------------------------
+
+    @staticmethod
+    def _requests(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """Request rows (not malformed, with a function code), each row's index among the
+        distinct request shapes, and those shapes (src, dst, op_class, dport, unit, function,
+        address, count as text)."""
+        request = _is(batch.column("direction"), "request") & ~_is(batch.column("op_class"), "malformed") \
+            & _valid(batch.column("function_code"))
+        rows = np.flatnonzero(request)
+        if not len(rows):
+            return rows, rows, []
+        idx = pa.array(rows)
+        names = ("src", "dst", "op_class", "dport", "unit", "function_code", "address", "count")
+        inverse, combos = _combos([batch.column(name).take(idx) for name in names])
+        return rows, inverse, combos
+
+    def _link_flags(self, batch: pa.RecordBatch,
+                    requests: tuple[np.ndarray, np.ndarray, list[list[str]]]) -> np.ndarray:
+        """Rows whose request (link, function, addresses) the baseline has not seen."""
+        flags = np.zeros(batch.num_rows, dtype=bool)
+        rows, inverse, combos = requests
+        if not len(rows):
+            return flags
+        verdict = np.zeros(len(combos), dtype=bool)
+        for j, (src, dst, op_class, *numbers) in enumerate(combos):
+            dport, unit, fc, address, count = (None if x == "" else int(x) for x in numbers)
+            key = (src, dst, op_class, dport, unit, fc, address, count)
+            hit = self._link_cache.get(key)
+            if hit is None:
+                rec = {"src": src, "dst": dst, "op_class": op_class, "direction": "request",
+                       "dport": dport, "unit": unit, "function_code": fc, "address": address,
+                       "count": count}
+                hit = self._link_cache[key] = bool(self.baseline.deviations(rec))
+            verdict[j] = hit
+        flags[rows] = verdict[inverse]
+        return flags
+
+    def _value_flags(self, batch: pa.RecordBatch) -> np.ndarray:
+        """Rows with a value outside its point's learned limits or states."""
+        n = batch.num_rows
+        flags = np.zeros(n, dtype=bool)
+        if not self._points:
+            return flags
+        values = batch.column("values")
+        op = batch.column("op_class")
+        request = _is(batch.column("direction"), "request")
+        lengths = np.asarray(pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False),
+                             dtype=np.int64)
+        obj = batch.column("object")
+        eligible = (lengths > 0) & _valid(batch.column("address")) & _valid(obj) \
+            & ~_is(op, "malformed") & (~request | _is(op, *WRITE_CLASSES))
+        eligible &= pc.fill_null(pc.not_equal(obj, ""), False).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(eligible)
+        if not len(rows):
+            return flags
+        idx = pa.array(rows)
+        req = pa.array(request[rows])
+        host = pc.if_else(req, batch.column("dst").take(idx), batch.column("src").take(idx))
+        port = pc.if_else(req, batch.column("dport").take(idx), batch.column("sport").take(idx))
+        inverse, combos = _combos([host, port, batch.column("unit").take(idx), obj.take(idx)])
+        # each row's (host, port, unit, object) -> the id under which its points were indexed
+        ids = np.array([self._base_ids.get((h, int(p), int(u) if u else -1, o), -1)
+                        for h, p, u, o in combos], dtype=np.int64)
+        first = _ints(batch.column("address"))
+        bases = ids[inverse]
+        known_rows = rows[bases >= 0]
+        # flatten the whole column (taking list rows would copy every value): element -> row
+        flat = pc.list_flatten(values)
+        parent = np.asarray(pc.list_parent_indices(values).to_numpy(zero_copy_only=False), dtype=np.int64)
+        # per row, the key of its first point minus the row's first element in ``flat``, so that
+        # an element's key is one gather and one add; rows not judged get a negative key, which
+        # no point has
+        shift = np.full(n, _NULL, dtype=np.int64)
+        begins = np.cumsum(lengths) - lengths
+        shift[known_rows] = bases[bases >= 0] * _ADDRESS_SPAN + first[known_rows] - begins[known_rows]
+        key = shift[parent] + np.arange(len(parent))
+        value = (flat.to_numpy(zero_copy_only=False) if not flat.null_count
+                 else pc.fill_null(flat, np.nan).to_numpy(zero_copy_only=False))
+        at = np.searchsorted(self._point_keys, key)  # the index ends with a sentinel: at is valid
+        known = self._point_keys[at] == key
+        if flat.null_count:
+            known &= _valid(flat)
+        lo, hi = self._lo[at], self._hi[at]
+        climb = self._climb[at]
+        rising = np.flatnonzero((climb > 0) & known)
+        if len(rising) and self.baseline.last_ts_ is not None:
+            # a counter may have climbed since learning ended (see Baseline.limits)
+            ts = _seconds(batch.column("ts"))[parent[rising]]
+            since = ts - self.baseline.last_ts_
+            hi[rising] = hi[rising] + np.where(since > 0, climb[rising] * since, 0.0)
+        bad = ~((lo <= value) & (value <= hi))
+        enumerated = np.flatnonzero(self._enumerated[at] & known)
+        if len(enumerated):  # only enumerated points pay for the states check
+            states = self._states[at[enumerated]]
+            bad[enumerated] |= ~(states == value[enumerated, None]).any(axis=1)
+        flags[parent[bad & known]] = True
+        # addresses the index cannot hold go the row-by-row way
+        flags[known_rows[(first[known_rows] < 0)
+                         | (first[known_rows] + lengths[known_rows] > _ADDRESS_SPAN)]] = True
+        return flags
+
+    # --- polling periods ---------------------------------------------------------------------------
+
+    def _index_polls(self) -> None:
+        """The learned polls regular enough to watch: key -> (period, silence limit, burst window,
+        burst count)."""
+        b = self.baseline
+        self._watched: dict[PollKey, tuple[float, float, float, int]] = {}
+        for (master, slave, port, unit), link in b.links_.items():
+            for (fc, address), (median, _tol) in link.periods.items():
+                n_gaps, longest = link.gaps.get((fc, address), (b.min_poll_samples, 0.0))
+                if n_gaps < b.min_poll_samples or median <= 0:
+                    continue  # too few intervals to call it periodic
+                limit = max(b.missing_periods * median, 1.5 * longest)
+                window = b.missing_periods * median
+                self._watched[(master, slave, port, unit, fc, address)] = (
+                    median, limit, window, max(int(np.ceil(b.burst_factor * b.missing_periods)), 2))
+
+    def _polls(self, batch: pa.RecordBatch,
+               requests: tuple[np.ndarray, np.ndarray, list[list[str]]]) -> list[Alert]:
+        """Learned polls that stop (loss of view) or come far faster than learned (a flood).
+
+        Only polls seen in this traffic are watched for silence (a capture of another part of the
+        plant is no loss of view), and only while other records show that time passes."""
+        if not self._watched:
+            return []
+        out: list[Alert] = []
+        rows, inverse, combos = requests
+        seconds = _seconds(batch.column("ts"))
+        # request shape -> watched poll (-1: none); shapes differ by count or op_class, polls not
+        index: dict[PollKey, int] = {}
+        poll_of = np.full(len(combos) + 1, -1, dtype=np.int64)
+        for j, (src, dst, _op, dport, unit, fc, address, _count) in enumerate(combos):
+            if address == "":
+                continue
+            key = (src, dst, int(dport), int(unit) if unit else -1, int(fc), int(address))
+            if key in self._watched:
+                poll_of[j] = index.setdefault(key, len(index))
+        polled = poll_of[inverse] if len(rows) else poll_of[:0]
+        mine_all = np.flatnonzero(polled >= 0)
+        if len(mine_all):
+            order = mine_all[np.argsort(polled[mine_all], kind="stable")]  # by poll, capture order
+            bounds = np.searchsorted(polled[order], np.arange(len(index) + 1))
+            frames = np.asarray(batch.column("frame").to_numpy(zero_copy_only=False), dtype=np.int64)
+            for j, key in enumerate(index):
+                mine = rows[order[bounds[j]:bounds[j + 1]]]
+                state = self._poll_state.get(key)
+                if state is None:
+                    first = int(mine[0])
+                    state = self._poll_state[key] = _PollState(
+                        batch.column("sport")[first].as_py() or 0,
+                        str(batch.column("protocol")[first].as_py()),
+                        str(batch.column("transport")[first].as_py()))
+                out.extend(self._judge_poll(key, self._watched[key], state, seconds[mine], frames[mine]))
+        if len(seconds):
+            now = float(seconds.max())
+            for key, state in self._poll_state.items():
+                _, limit, _, _ = self._watched[key]
+                if not state.silent and now - state.last_ts > limit:
+                    state.silent = True
+                    out.append(self._poll_alert("poll_missing", key, state, state.last_ts + limit,
+                                                [state.last_frame], 1, now - state.last_ts))
+        return out
+
+    def _judge_poll(self, key: PollKey, watched: tuple[float, float, float, int], state: _PollState,
+                    ts: np.ndarray, frames: np.ndarray) -> list[Alert]:
+        median, limit, window, burst = watched
+        out: list[Alert] = []
+        if state.last_ts >= 0:  # silences between this poll's requests
+            gaps = np.diff(np.concatenate([[state.last_ts], ts]))
+            prev = np.concatenate([[state.last_frame], frames[:-1]])
+            prev_ts = np.concatenate([[state.last_ts], ts[:-1]])
+            for i in np.flatnonzero(gaps > limit).tolist():
+                if i == 0 and state.silent:
+                    continue  # already reported while it lasted
+                out.append(self._poll_alert("poll_missing", key, state, float(prev_ts[i]) + limit,
+                                            [int(prev[i]), int(frames[i])], 1, float(gaps[i])))
+        # requests within one burst window, ending at each request: far more than learned?
+        all_ts = np.concatenate([state.recent_ts, ts])
+        all_frames = np.concatenate([state.recent_frames, frames])
+        counts = np.arange(1, len(all_ts) + 1) - np.searchsorted(all_ts, all_ts - window, side="left")
+        hot = counts[len(state.recent_ts):] >= burst
+        if hot.any() or state.burst:
+            for i, h in enumerate(hot.tolist()):
+                at = len(state.recent_ts) + i
+                if h and not state.burst:
+                    start = at - int(counts[at]) + 1
+                    out.append(self._poll_alert(
+                        "poll_burst", key, state, float(all_ts[at]),
+                        all_frames[start:at + 1].tolist(), int(counts[at]), median))
+                state.burst = h
+        keep = all_ts >= all_ts[-1] - window
+        state.recent_ts, state.recent_frames = all_ts[keep][-burst:], all_frames[keep][-burst:]
+        state.last_ts, state.last_frame, state.silent = float(ts[-1]), int(frames[-1]), False
+        return out
+
+    def _poll_alert(self, kind: str, key: PollKey, state: _PollState, ts: float, frames: list[int],
+                    count: int, measure: float) -> Alert:
+        master, slave, port, unit, fc, address = key
+        median = self._watched[key][0]
+        asset = f"{slave}:{port}" + ("" if unit < 0 else f"/{unit}")
+        if kind == "poll_missing":
+            technique, severity = "T0815", "medium"
+            text = (f"{master} stopped polling {asset} (function {fc}, address {address}): no request "
+                    f"for {measure:.1f} s, learned every {median:.3g} s; last request in frame "
+                    f"{frames[0]}" + (f", polling resumed in frame {frames[1]}." if len(frames) > 1 else "."))
+        else:
+            technique, severity = "T0814", "high"
+            window = self._watched[key][2]
+            text = (f"{master} polled {asset} (function {fc}, address {address}) {count} times within "
+                    f"{window:.3g} s, learned every {median:.3g} s; frames {frames[0]}-{frames[-1]} "
+                    "(the alert is raised when the burst crosses the threshold).")
+        t = attack.technique(technique)
+        return Alert(
+            ts=ts, technique=t.id, technique_name=t.name,
+            tactics=tuple(attack.tactic(x).name for x in t.tactics), severity=cast(Severity, severity),
+            src=master, dst=slave, asset=asset, rule=f"{MODEL}/{kind}", title=TITLES[kind],
+            explanation=text, frames=tuple(frames),
+            flow=FlowRef(master, state.sport, slave, port, state.protocol, state.transport),
+            count=count, capture=self.capture)
+
+    def tick(self, now: float) -> list[Alert]:
+        """Time passed without records (a live sensor): report polls silent for too long."""
+        out = []
+        for key, state in self._poll_state.items():
+            limit = self._watched[key][1]
+            if not state.silent and now - state.last_ts > limit:
+                state.silent = True
+                out.append(self._poll_alert("poll_missing", key, state, state.last_ts + limit,
+                                            [state.last_frame], 1, now - state.last_ts))
+        return out
+
+    def _index_points(self) -> None:
+        """Learned points as sorted numpy keys with their limits, for :meth:`_value_flags`."""
+        b = self.baseline
+        self._base_ids: dict[tuple[str, int, int, str], int] = {}
+        entries: list[tuple[int, PointModel]] = []
+        for (host, port, unit, obj, address), p in b.points_.items():
+            base = self._base_ids.setdefault((host, port, unit, obj), len(self._base_ids))
+            if 0 <= address < _ADDRESS_SPAN:  # others: records there take the row path
+                entries.append((base * _ADDRESS_SPAN + address, p))
+        entries.sort(key=lambda e: e[0])
+        self._points = len(entries)
+        # a sentinel above every key: searchsorted then always lands on a valid index
+        self._point_keys = np.array([*(k for k, _ in entries), np.iinfo(np.int64).max], dtype=np.int64)
+        entries.append((0, PointModel(0.0, 0.0)))  # the sentinel's limits: never read as known
+        limits = [b.limits(p) for _, p in entries]
+        self._lo = np.array([lo for lo, _ in limits], dtype=np.float64)
+        # a rising point's upper limit grows with time: limits() adds rate * (1 + margin) * elapsed
+        self._hi = np.array([hi for _, hi in limits], dtype=np.float64)
+        self._climb = np.array([p.max_rate_per_s * (1 + b.margin) if p.rising else 0.0
+                                for _, p in entries], dtype=np.float64)
+        # an edited file's empty states list accepts nothing: NaN never equals a value
+        self._enumerated = np.array([p.states is not None for _, p in entries], dtype=bool)
+        width = max([len(p.states) for _, p in entries if p.states] or [1])  # NaN-padded
+        self._states = np.full((len(entries), width), np.nan)
+        for j, (_, p) in enumerate(entries):
+            if p.states:
+                self._states[j, :len(p.states)] = p.states
 
     def finish(self) -> list[Alert]:
         alerts = [self._alert(d, rec, frames, n[0]) for d, rec, frames, n in self._open.values()]
@@ -551,6 +860,8 @@ class BaselineDetector:
 
 
 TITLES = {
+    "poll_missing": "A learned periodic poll stopped (loss of view)",
+    "poll_burst": "A learned poll comes far faster than learned",
     "new_master": "Write from a host that never wrote to this unit",
     "new_link": "A host talks to a unit it never talked to while learning",
     "new_function": "Function code outside the baseline",
@@ -559,6 +870,76 @@ TITLES = {
     "value": "Write of a value outside the learned range",
     "reported_value": "Reported value outside the learned range",
 }
+
+
+PollKey = tuple[str, str, int, int, int, int]  # master, slave, port, unit, function, address
+
+
+@dataclass
+class _PollState:
+    """What the detector saw of one learned poll: its last request and its recent ones."""
+
+    sport: int
+    protocol: str
+    transport: str
+    last_ts: float = -1.0
+    last_frame: int = 0
+    silent: bool = False  # a missing-poll alert was raised for the current silence
+    burst: bool = False  # inside a burst already reported
+    recent_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    recent_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+_NULL = -(2**62)  # stands for a missing integer in the columnar passes
+_ADDRESS_SPAN = 2**32  # point key = base id * span + address
+
+
+def _epoch_seconds(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with ``ts`` as epoch seconds: to_pylist builds a datetime per row otherwise."""
+    i = batch.schema.get_field_index("ts")
+    if i >= 0 and pa.types.is_timestamp(batch.schema.field(i).type):
+        batch = batch.set_column(i, "ts", _seconds_array(batch.column(i)))
+    return batch
+
+
+def _seconds_array(ts: pa.Array) -> pa.Array:
+    if pa.types.is_timestamp(ts.type):
+        return pc.divide(pc.cast(ts, pa.int64()), 1e6)
+    return ts
+
+
+def _seconds(ts: pa.Array) -> np.ndarray:
+    return np.asarray(_seconds_array(ts).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _is(arr: pa.Array, *texts: str) -> np.ndarray:
+    """Rows of a (dictionary) string column equal to one of ``texts`` (null: False). A
+    dictionary column is compared through its few dictionary entries, not row by row."""
+    if pa.types.is_dictionary(arr.type):
+        words = np.isin(np.asarray(arr.dictionary.to_pylist(), dtype=object), texts)
+        codes = np.asarray(pc.fill_null(arr.indices.cast(pa.int32()), -1).to_numpy(zero_copy_only=False))
+        out: np.ndarray = np.append(words, False)[codes]  # code -1 (null) reads the appended False
+        return out
+    return np.asarray(pc.fill_null(pc.is_in(arr, pa.array(texts)), False).to_numpy(zero_copy_only=False))
+
+
+def _valid(arr: pa.Array) -> np.ndarray:
+    return np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False))
+
+
+def _ints(arr: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(arr.cast(pa.int64()), _NULL).to_numpy(zero_copy_only=False))
+
+
+def _combos(columns: list[pa.Array]) -> tuple[np.ndarray, list[list[str]]]:
+    """Each row's index among the distinct combinations of ``columns``, and those combinations
+    as text ('' for null). Hash-based (Arrow's dictionary encoding of the joined text), so a
+    batch of polls costs no sort."""
+    text = [pc.fill_null(c.cast(pa.string()), "") for c in columns]
+    joined = pc.binary_join_element_wise(*text, "\x1f")
+    enc = joined.dictionary_encode()
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return codes, [str(v).split("\x1f") for v in enc.dictionary.to_pylist()]
 
 
 def _ts(v: Any) -> float | None:

@@ -28,7 +28,7 @@ import ipaddress
 import json
 import re
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -74,6 +74,9 @@ EXTENSIONS = ("options", "level_unconfigured")  # Interlock's additions, documen
 TOP_KEYS = (*HEADER, *EXTENSIONS)
 REQUIRED = ("title", "id", "status", "description", "tags", "logsource", "detection", "level")
 AGGREGATE_KEYS = ("group_by", "window_s", "distinct", "gte")
+REPEAT_KEYS = ("content", "within_s", "periodic_tolerance", "retry_field", "retry_s", "other_than")
+SEQUENCE_KEYS = ("field", "modulo", "stream", "source", "within_s")
+STATEFUL = ("aggregate", "repeat", "sequence")  # detection keys that are not selections
 MAX_EVIDENCE_FRAMES = 10_000  # frames kept per alert; ``count`` still counts them all
 MAX_DISTINCT = 10_000  # distinct values remembered per alert, for its explanation
 _TECHNIQUE_TAG = re.compile(r"attack\.(t\d{4})$", re.IGNORECASE)
@@ -178,6 +181,37 @@ class Aggregate:
 
 
 @dataclass(frozen=True, slots=True)
+class Repeat:
+    """Interlock: a matching record passes only when its ``content`` (record fields) equals an
+    earlier matching record's within ``within_s``: a replay. Repeats at a steady interval (the
+    last two gaps within ``periodic_tolerance`` of this one) are a periodic command, and a record
+    with the same ``retry_field`` value within ``retry_s`` a retry: neither passes. With
+    ``other_than``, only a repeat whose fields differ from the first sighting's passes (another
+    connection: ``[src, sport]``)."""
+
+    content: tuple[str, ...]
+    within_s: float
+    periodic_tolerance: float = 0.2
+    retry_field: str | None = None
+    retry_s: float = 0.0
+    other_than: tuple[str, ...] = ()  # these fields must differ from the first sighting's
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceCheck:
+    """Interlock: per ``stream`` key, a matching record passes only when its ``field`` (a
+    counter modulo ``modulo``) repeats or goes back from the stream's previous record, which came
+    from another ``source`` no more than ``within_s`` before: a second sender in one
+    conversation (masquerading, replay)."""
+
+    field: str
+    modulo: int
+    stream: tuple[str, ...]
+    source: tuple[str, ...]
+    within_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     id: str
     title: str
@@ -190,6 +224,8 @@ class Rule:
     selections: Mapping[str, Selection]
     condition: Cond
     aggregate: Aggregate | None = None
+    repeat: Repeat | None = None
+    sequence: SequenceCheck | None = None
     options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     level_unconfigured: Severity | None = None
     references: tuple[str, ...] = ()
@@ -292,7 +328,7 @@ class _Checker:
         if level_unconfigured is not None and not options:
             raise self.fail(top["level_unconfigured"].line,
                             "level_unconfigured applies when an option is empty, but the rule has no options")
-        selections, condition, aggregate = self.detection(top["detection"], options)
+        selections, condition, aggregate, repeat, sequence = self.detection(top["detection"], options)
         date_node = top.get("date")
         rule_date = ""
         if date_node is not None:
@@ -312,6 +348,8 @@ class _Checker:
             selections=selections,
             condition=condition,
             aggregate=aggregate,
+            repeat=repeat,
+            sequence=sequence,
             options=options,
             references=self.texts(top["references"], "references") if "references" in top else (),
             author=self.text(top["author"], "author") if "author" in top else "",
@@ -388,13 +426,13 @@ class _Checker:
 
     def detection(
         self, node: _Y, options: Mapping[str, tuple[Any, ...]]
-    ) -> tuple[dict[str, Selection], Cond, Aggregate | None]:
+    ) -> tuple[dict[str, Selection], Cond, Aggregate | None, Repeat | None, SequenceCheck | None]:
         det = self.mapping(node, "detection")
         if "condition" not in det:
             raise self.fail(node.line, "detection needs a condition")
         selections: dict[str, Selection] = {}
         for name, value in det.items():
-            if name in ("condition", "aggregate"):
+            if name == "condition" or name in STATEFUL:
                 continue
             if not _NAME.match(name) or name in ("and", "or", "not"):
                 raise self.fail(node.key_lines[name], f"selection name {name!r}: letters, digits and _ "
@@ -407,7 +445,69 @@ class _Checker:
             raise self.fail(cond_node.line, "condition must be one expression (text), e.g. 'a and not b'")
         condition = self.condition(cond_node, selections)
         aggregate = self.aggregate(det["aggregate"]) if "aggregate" in det else None
-        return selections, condition, aggregate
+        repeat = self.repeat(det["repeat"]) if "repeat" in det else None
+        sequence = self.sequence(det["sequence"]) if "sequence" in det else None
+        if repeat is not None and sequence is not None:
+            raise self.fail(node.key_lines["sequence"], "a rule takes repeat or sequence, not both")
+        return selections, condition, aggregate, repeat, sequence
+
+    def fields(self, node: _Y, name: str, *, content: bool = False) -> tuple[str, ...]:
+        """A list of record fields (``content`` also allows values and detail)."""
+        v = node.value
+        items = [v] if isinstance(v, str) else [b.value for b in v] if isinstance(v, list) else None
+        if not items or not all(isinstance(b, str) for b in items):
+            raise self.fail(node.line, f"{name} must list record fields, e.g. [src, dst]")
+        out = []
+        for b in items:
+            if content and b in ("values", "detail"):
+                out.append(b)
+            elif b in ("ts", "frame"):
+                raise self.fail(node.line, f"{name}: '{b}' differs in every record")
+            else:
+                out.append(self.field_name(b, node.line))
+        return tuple(out)
+
+    def seconds(self, m: dict[str, _Y], key: str, *, zero: bool = False) -> float:
+        v = m[key].value
+        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0 or (not zero and v == 0):
+            raise self.fail(m[key].line, f"{key} must be a {'' if zero else 'positive '}number")
+        return float(v)
+
+    def keys_of(self, node: _Y, what: str, keys: tuple[str, ...],
+                required: tuple[str, ...]) -> dict[str, _Y]:
+        m = self.mapping(node, what)
+        for key in m:
+            if key not in keys:
+                raise self.fail(node.key_lines[key],
+                                f"unknown {what} field '{key}' (fields: {', '.join(keys)})")
+        for key in required:
+            if key not in m:
+                raise self.fail(node.line, f"{what} needs {key}")
+        return m
+
+    def repeat(self, node: _Y) -> Repeat:
+        m = self.keys_of(node, "repeat", REPEAT_KEYS, ("content", "within_s"))
+        retry_field = None
+        if "retry_field" in m:
+            if not isinstance(m["retry_field"].value, str):
+                raise self.fail(m["retry_field"].line, "retry_field names one record field")
+            retry_field = self.field_name(m["retry_field"].value, m["retry_field"].line)
+        return Repeat(self.fields(m["content"], "content", content=True), self.seconds(m, "within_s"),
+                      self.seconds(m, "periodic_tolerance", zero=True) if "periodic_tolerance" in m else 0.2,
+                      retry_field, self.seconds(m, "retry_s", zero=True) if "retry_s" in m else 0.0,
+                      self.fields(m["other_than"], "other_than") if "other_than" in m else ())
+
+    def sequence(self, node: _Y) -> SequenceCheck:
+        m = self.keys_of(node, "sequence", SEQUENCE_KEYS, SEQUENCE_KEYS)
+        fld = m["field"].value
+        if not isinstance(fld, str) or self.field_name(fld, m["field"].line) not in INT_FIELDS:
+            raise self.fail(m["field"].line,
+                            "sequence field must be a numeric record field, e.g. transaction")
+        modulo = m["modulo"].value
+        if not isinstance(modulo, int) or isinstance(modulo, bool) or modulo < 2:
+            raise self.fail(m["modulo"].line, "modulo must be a whole number >= 2 (16 for DNP3)")
+        return SequenceCheck(fld, modulo, self.fields(m["stream"], "stream"),
+                             self.fields(m["source"], "source"), self.seconds(m, "within_s"))
 
     def selection(self, node: _Y, name: str, options: Mapping[str, tuple[Any, ...]]) -> Selection:
         if isinstance(node.value, dict):
@@ -901,6 +1001,9 @@ class _BoundRule:
         self.technique = tech
         self.tactics = tuple(table.tactics[t].name for t in shorts)
         self.groups: dict[tuple[Any, ...], _Group] = {}
+        self.state: _RepeatState | _SequenceState | None = (
+            _RepeatState(rule.repeat) if rule.repeat is not None
+            else _SequenceState(rule.sequence) if rule.sequence is not None else None)
 
     def alert(
         self, row: Mapping[str, Any], ts: float, frames: Sequence[int], count: int, explanation: str
@@ -914,8 +1017,22 @@ class _BoundRule:
         )
 
     def single(self, row: Mapping[str, Any]) -> Alert:
-        text = f"{row['src']} sent {_operation(row)} to {_receiver(row)} in frame {row['frame']}."
+        text = f"{row['src']} sent {_operation(row)} to {_receiver(row)} in frame {row['frame']}{_note(row)}."
         return self.alert(row, row["ts"], (row["frame"],), 1, text)
+
+    def early(self, ep: _Episode) -> Alert:
+        """The alert of an episode at the moment it met the threshold: the evidence so far."""
+        agg = self.rule.aggregate
+        assert agg is not None
+        row = ep.row
+        initiator, _, asset = _ends(row)
+        label = PROTOCOL_LABEL.get(row["protocol"], row["protocol"])
+        what = f"{len(ep.distinct)} distinct {agg.distinct} values" if agg.distinct else \
+            f"{ep.count} {label} {row['direction']}s"
+        text = (f"{initiator} and {asset}: {what} within {agg.window_s:g} s reached the threshold "
+                f"({agg.gte}) in frame {row['frame']} (evidence so far: frames {ep.frames[0]}-"
+                f"{ep.frames[-1]}); still going: the complete alert follows when the episode ends.")
+        return self.alert(row, row["ts"], ep.frames, ep.count, text)
 
     def close(self, group: _Group) -> Alert | None:
         ep = group.episode
@@ -934,7 +1051,7 @@ class _BoundRule:
         if agg.gte == 1:  # a rule that only gathers repeats into one alert
             more = f", {ep.count - 1} more like it up to frame {ep.frames[-1]}" if ep.count > 1 else ""
             text = (f"{row['src']} sent {_operation(row)} to {_receiver(row)} in frame {row['frame']}"
-                    f"{more} ({ep.count} in {span}).")
+                    f"{_note(row)}{more} ({ep.count} in {span}).")
         elif agg.distinct is not None:
             values = sorted(ep.distinct, key=lambda v: (str(type(v)), v))
             n = f"{'at least ' if len(values) >= MAX_DISTINCT else ''}{len(values)}"
@@ -947,6 +1064,115 @@ class _BoundRule:
                 else f"{initiator} sent {sent} to {asset}"
             text = f"{sentence}, up to {ep.peak} within {agg.window_s:g} s (threshold {agg.gte}); {span}."
         return self.alert(row, row["ts"], ep.frames, ep.count, text)
+
+
+def _noted(row: dict[str, Any], note: str | None) -> dict[str, Any]:
+    if note:
+        row["note"] = note
+    return row
+
+
+def _note(row: Mapping[str, Any]) -> str:
+    return f" ({row['note']})" if row.get("note") else ""
+
+
+def _hits_values(view: _View, name: str, hits: np.ndarray) -> list[Any]:
+    """Hashable Python values of one field (or ``values``, ``detail``) for the hit rows."""
+    if name.startswith("detail."):
+        path = name.split(".")[1:]
+        return [_hashable(_get_path(view.detail(i), path)) for i in hits.tolist()]
+    values = view.col(name).take(pa.array(hits)).to_pylist()
+    return [tuple(v) if isinstance(v, list) else v for v in values]
+
+
+MAX_STATE = 100_000  # contents or streams remembered per rule; the stalest go first
+
+
+class _RepeatState:
+    """What a ``repeat`` rule remembers: per content, its first and last sighting."""
+
+    def __init__(self, spec: Repeat) -> None:
+        self.spec = spec
+        # content -> [first frame, first ts, last ts, recent gaps, last retry value, first
+        # other_than values]; least recently seen first
+        self.seen: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
+
+    def filter(self, view: _View, hits: np.ndarray, ts_all: pa.Array) -> tuple[np.ndarray, dict[int, str]]:
+        spec = self.spec
+        idx = pa.array(hits)
+        ts = ts_all.take(idx).to_pylist()
+        frames = view.col("frame").take(idx).to_pylist()
+        contents = list(zip(*(_hits_values(view, f, hits) for f in spec.content), strict=True))
+        retries = _hits_values(view, spec.retry_field, hits) if spec.retry_field else [None] * len(hits)
+        where = list(zip(*(_hits_values(view, f, hits) for f in spec.other_than), strict=True)) \
+            if spec.other_than else [()] * len(hits)
+        keep: list[int] = []
+        notes: dict[int, str] = {}
+        for j, i in enumerate(hits.tolist()):
+            content, t = contents[j], ts[j]
+            prev = self.seen.get(content)
+            if prev is None or t - prev[2] > spec.within_s:
+                self.seen[content] = [frames[j], t, t, [], retries[j], where[j]]
+            else:
+                first_frame, first_ts, last_ts, gaps, last_retry, first_where = prev
+                gap = t - last_ts
+                periodic = len(gaps) >= 2 and all(abs(g - gap) <= spec.periodic_tolerance * gap
+                                                  for g in gaps[-2:])
+                retry = spec.retry_field is not None and retries[j] == last_retry and gap <= spec.retry_s
+                elsewhere = not spec.other_than or all(
+                    a != b for a, b in zip(where[j], first_where, strict=True))
+                if not periodic and not retry and elsewhere:
+                    keep.append(i)
+                    notes[i] = (f"the content of frame {first_frame}, {t - first_ts:.1f} s earlier, "
+                                "sent again")
+                gaps.append(gap)
+                del gaps[:-3]
+                prev[2], prev[4] = t, retries[j]
+            self.seen.move_to_end(content)
+        # forget contents older than the horizon, and the stalest beyond the cap
+        while self.seen and (len(self.seen) > MAX_STATE
+                             or next(iter(self.seen.values()))[2] < ts[-1] - spec.within_s):
+            self.seen.popitem(last=False)
+        return np.array(keep, dtype=np.int64), notes
+
+
+class _SequenceState:
+    """What a ``sequence`` rule remembers: per stream, the last counter value and its sender."""
+
+    def __init__(self, spec: SequenceCheck) -> None:
+        self.spec = spec
+        self.streams: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], int, float, int]] = OrderedDict()
+
+    def filter(self, view: _View, hits: np.ndarray, ts_all: pa.Array) -> tuple[np.ndarray, dict[int, str]]:
+        spec = self.spec
+        idx = pa.array(hits)
+        ts = ts_all.take(idx).to_pylist()
+        frames = view.col("frame").take(idx).to_pylist()
+        counters = view.col(spec.field).take(idx).to_pylist()
+        streams = list(zip(*(_hits_values(view, f, hits) for f in spec.stream), strict=True))
+        sources = list(zip(*(_hits_values(view, f, hits) for f in spec.source), strict=True))
+        keep: list[int] = []
+        notes: dict[int, str] = {}
+        for j, i in enumerate(hits.tolist()):
+            seq = counters[j]
+            if seq is None:
+                continue
+            seq %= spec.modulo
+            prev = self.streams.get(streams[j])
+            if prev is not None and ts[j] - prev[2] <= spec.within_s and sources[j] != prev[0]:
+                behind = (prev[1] - seq) % spec.modulo
+                if behind < spec.modulo // 2:  # 0: the same number again; else a step back
+                    keep.append(i)
+                    who = ":".join(map(str, prev[0]))
+                    notes[i] = (f"sequence number {seq} after {prev[1]} from {who} in frame {prev[3]}, "
+                                f"{ts[j] - prev[2]:.1f} s earlier: "
+                                + ("repeated" if behind == 0 else "gone back") + " by another sender")
+            self.streams[streams[j]] = (sources[j], seq, ts[j], frames[j])
+            self.streams.move_to_end(streams[j])
+        while self.streams and (len(self.streams) > MAX_STATE
+                                or next(iter(self.streams.values()))[2] < ts[-1] - spec.within_s):
+            self.streams.popitem(last=False)
+        return np.array(keep, dtype=np.int64), notes
 
 
 def _listing(values: Iterable[Any], limit: int) -> str:
@@ -988,6 +1214,12 @@ class RuleEngine:
 
     ``options`` fill rule options by name (e.g. ``allowed_masters``); a name that no rule
     declares raises ``ValueError``.
+
+    ``early=True`` (live use) also reports each behaviour (scan, flood) the moment its window
+    first meets the threshold, with the evidence so far, beside the complete alert at the end of
+    the episode. An :class:`Alert` is a frozen value whose id hashes its content, so it cannot
+    grow in place: the complete alert has the same ``ts``, rule, initiator and target and
+    supersedes the early one. Without ``early`` (files, evaluation) an episode is one alert.
     """
 
     def __init__(
@@ -996,8 +1228,10 @@ class RuleEngine:
         *,
         options: Mapping[str, Sequence[Any]] | None = None,
         capture: str | None = None,
+        early: bool = False,
     ) -> None:
         self.rules = tuple(rules)
+        self.early = early
         opts = {k: tuple(v) for k, v in (options or {}).items()}
         declared = {name for r in self.rules for name in r.options}
         unknown = sorted(set(opts) - declared)
@@ -1023,17 +1257,21 @@ class RuleEngine:
                     service_masks[rule.service] = pc.fill_null(pc.equal(protocols, rule.service), False)
                 mask = pc.and_(mask, service_masks[rule.service])
             hits = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+            notes: dict[int, str] = {}
+            if bound.state is not None and len(hits):  # repeat / sequence: records that pass
+                hits, notes = bound.state.filter(view, hits, ts_all)
             if rule.aggregate is None:
                 for i in hits.tolist():
-                    out.append(bound.single(_row(view, i, ts_all[i].as_py())))
+                    out.append(bound.single(_noted(_row(view, i, ts_all[i].as_py()), notes.get(i))))
             else:
-                out.extend(self._aggregate(bound, view, hits, ts_all))
+                out.extend(self._aggregate(bound, view, hits, ts_all, notes))
         out.sort(key=lambda a: (a.ts, a.frames[0]))  # capture order across rules
         self.alerts += len(out)
         return out
 
     def _aggregate(
-        self, bound: _BoundRule, view: _View, hits: np.ndarray, ts_all: pa.Array
+        self, bound: _BoundRule, view: _View, hits: np.ndarray, ts_all: pa.Array,
+        notes: Mapping[int, str] | None = None,
     ) -> Iterator[Alert]:
         agg = bound.rule.aggregate
         assert agg is not None
@@ -1073,7 +1311,10 @@ class RuleEngine:
                 measure = len(counter) if agg.distinct else len(win)
                 if ep is None:
                     if measure >= agg.gte:
-                        group.episode = _Episode(_row(view, i, ts), win, measure)
+                        group.episode = _Episode(_noted(_row(view, i, ts), (notes or {}).get(i)),
+                                                 win, measure)
+                        if self.early and agg.gte > 1:  # gte 1 only gathers repeats: no threshold
+                            yield bound.early(group.episode)
                 else:
                     ep.tail.append(entry)
                     if measure >= agg.gte:
