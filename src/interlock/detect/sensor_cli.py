@@ -82,7 +82,8 @@ def sensor(
     options = _parse_settings(settings)
     name = f"live:{iface}"
     try:
-        detectors: list[Detector] = [RuleEngine(rules, options=options, capture=name)]
+        # Live: a scan or flood is reported the moment it crosses its threshold, not when it ends.
+        detectors: list[Detector] = [RuleEngine(rules, options=options, capture=name, early=True)]
     except ValueError as exc:
         _fail(f"--set: {exc}")
     if baseline_file is not None:
