@@ -156,9 +156,47 @@ def test_dnp3_group_0_values_in_a_record_become_the_outstation_identity() -> Non
     ident = collector.identities()["10.2.0.9"]
     assert (ident.vendor, ident.model, ident.firmware) == ("ACME Grid", "RTU-5000", "4.2.1")
     assert ident.evidence == ("DNP3 device attributes (group 0): 1 answer, first in frame 17",)
-    # without values (what the DNP3 session records today), only a note that they were read
+    # without values (a request for them, or an answer cut short), only a note that they were read
     bare = {**row, "detail": json.dumps({"objects": [{"group": 0, "variation": 254, "qualifier": 6}]},
                                         separators=(",", ":"))}
     collector = IdentityCollector()
     collector.add(bare)
     assert collector.identities() == {} and "g0v254" in collector.notes["10.2.0.9"][0]
+
+
+def test_dnp3_session_records_group_0_values_and_the_inventory_reads_them() -> None:
+    """An outstation's g0 answer on the wire (link frames as a DNP3 device sends them) goes
+    through Interlock's DNP3 session into the record's objects, values included."""
+    from dataclasses import replace
+
+    from interlock.protocols.dnp3 import PROTOCOL
+    from interlock.protocols.dnp3.link import LinkFrame, build_frame, parse_frame
+    from interlock.protocols.dnp3.stream import Segmenter
+
+    def attr(variation: int, data_type: int, value: bytes) -> dnp3.ObjectHeader:
+        return dnp3.ObjectHeader(0, variation, 0x00, start=variation, stop=variation,
+                                 objects=((data_type, value),))
+
+    response = dnp3.ApplicationResponse(FunctionCode.RESPONSE, 3, 0, (
+        attr(252, 1, b"ACME Grid"), attr(250, 1, b"RTU-5000"), attr(242, 1, b"4.2.1")))
+    # The outstation's frames: the segmenter builds master-direction frames, so flip DIR/PRM
+    # to make them come from outstation 10 to master 1.
+    frames = Segmenter(master=10, outstation=1).frames(dnp3.build_fragment(response))
+    out = []
+    for raw in frames:
+        frame = parse_frame(raw)
+        assert isinstance(frame, LinkFrame)
+        out.append(replace(frame, dir=False))
+    wire = b"".join(build_frame(f) for f in out)
+    session = PROTOCOL.session()
+    ops = session.feed(wire, False)
+    objects = [o for op in ops for o in (op.detail or {}).get("objects", ())]
+    assert [(o["variation"], o["value"]) for o in objects] == [
+        (252, "ACME Grid"), (250, "RTU-5000"), (242, "4.2.1")]
+    row = {"protocol": "dnp3", "direction": "response", "src": "10.2.0.9", "dst": "10.2.0.1",
+           "frame": 5, "function": "RESPONSE", "op_class": "read",
+           "detail": json.dumps({"objects": objects}, separators=(",", ":"))}
+    collector = IdentityCollector()
+    collector.add(row)
+    ident = collector.identities()["10.2.0.9"]
+    assert (ident.vendor, ident.model, ident.firmware) == ("ACME Grid", "RTU-5000", "4.2.1")

@@ -31,10 +31,11 @@ a conflict, because it is exactly what an analyst needs to see.
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from interlock.protocols.dnp3.codec import attribute_value
 
 # Order number (MLFB) prefix -> vendor and product family. Siemens numbers start with a 6 and a
 # two-letter product group: 6ES7 SIMATIC S7, 6ES5 SIMATIC S5, 6AV HMI panels, 6GK communication.
@@ -139,17 +140,14 @@ def _text(raw: bytes) -> str:
 
 
 def dnp3_attribute_value(data_type: int, octets: bytes) -> str | None:
-    """One g0 attribute's value as text (integers and floats little-endian, as DNP3 sends
-    them; octet and bit strings as hex); None for a type this function does not know."""
-    if data_type == DNP3_VSTR:
-        return _text(octets) or None
-    if data_type in (DNP3_UINT, DNP3_INT) and octets:
-        return str(int.from_bytes(octets, "little", signed=data_type == DNP3_INT))
-    if data_type == DNP3_FLT and len(octets) in (4, 8):
-        return f"{struct.unpack('<f' if len(octets) == 4 else '<d', octets)[0]:g}"
-    if data_type in (DNP3_OSTR, DNP3_BSTR):
-        return octets.hex()
-    return None
+    """One g0 attribute's value as text (the DNP3 codec decodes it); None for a type this
+    function does not know."""
+    if data_type not in (DNP3_VSTR, DNP3_UINT, DNP3_INT, DNP3_FLT, DNP3_OSTR, DNP3_BSTR):
+        return None
+    value = attribute_value(data_type, octets)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) or None
 
 
 def dnp3_device_attributes(attributes: Mapping[int, str]) -> dict[str, str]:

@@ -249,6 +249,19 @@ def _walk_variable(frag: bytes, off: int, n: int, width: int, psize: int,
 # --------------------------------------------------------------------------- typed values
 
 
+# g0 attribute data types (IEEE 1815-2012 table 11-7): strings, unsigned and signed integers,
+# floats, octet strings; anything else is shown as hex.
+def attribute_value(data_type: int, octets: bytes) -> str | int | float:
+    """The value of one g0 device attribute, by its data type code."""
+    if data_type == 1:  # VSTR: visible string
+        return octets.decode("latin-1").rstrip("\x00")
+    if data_type in (2, 3) and octets:  # UINT, INT: little endian
+        return int.from_bytes(octets, "little", signed=data_type == 3)
+    if data_type == 4 and len(octets) in (4, 8):  # FLT
+        return float(struct.unpack("<f" if len(octets) == 4 else "<d", octets)[0])
+    return octets.hex()
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectHeader:
     """4.2.2.7: one object header and the objects it introduces.
@@ -493,6 +506,9 @@ def _scan(frag: bytes) -> Summary:
         elif mode == _ATTRIBUTE:
             if pf:
                 indexes = tuple(i for i, _, _, _ in sized if i is not None)
+            if sized and fc >= FIRST_RESPONSE_FUNCTION:  # a response carries the attribute values
+                attrs = [attribute_value(dt, frag[o : o + size]) for _, o, size, dt in sized]
+                d["value"] = attrs[0] if len(attrs) == 1 else attrs
         elif mode == _REST:
             detail = f"g{g}v{v}: object size unknown, {dend - doff} octets not decoded"
         if indexes is not None:
