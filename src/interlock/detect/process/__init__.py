@@ -21,6 +21,9 @@ _CLASSES = {
     "ReplayDetector": ("replay", "replay"),
     "HalfSpaceTreesDetector": ("stream", "hst"),
     "InvariantDetector": ("invariants", "invariants"),
+    "DynamicPCADetector": ("dpca", "dpca"),
+    "CVADetector": ("cva", "cva"),
+    "BalanceDetector": ("balance", "balance"),
 }
 NAMES = tuple(sorted(name for _, name in _CLASSES.values()))
 DEFAULT = "pca"
@@ -50,7 +53,10 @@ __all__ = [
     "DETECTORS",
     "NAMES",
     "Alert",
+    "BalanceDetector",
+    "CVADetector",
     "DataError",
+    "DynamicPCADetector",
     "Frame",
     "HalfSpaceTreesDetector",
     "InvariantDetector",

@@ -39,8 +39,20 @@ def eval_group() -> None:
     """Measure detectors on labeled data."""
 
 
-def _detector(name: str, quantile: float, smooth: int) -> ProcessDetector:
-    return detector_class(name)(quantile=quantile, smooth=smooth)
+def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] = ()) -> ProcessDetector:
+    cls = detector_class(name)
+    known = cls(quantile=quantile, smooth=smooth).get_params()
+    kwargs: dict[str, Any] = {"quantile": quantile, "smooth": smooth}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known or key in ("quantile", "smooth"):
+            _fail(f"--param {item}: give NAME=VALUE with NAME one of {', '.join(sorted(known))}"
+                  " (quantile and smooth have their own options)")  # fmt: skip
+        try:
+            kwargs[key] = type(known[key])(float(value)) if isinstance(known[key], int | float) else value
+        except ValueError:
+            _fail(f"--param {item}: {value!r} is not a number")
+    return cls(**kwargs)
 
 
 @eval_group.command("process")
@@ -58,6 +70,10 @@ def _detector(name: str, quantile: float, smooth: int) -> ProcessDetector:
 )
 @click.option("--smooth", type=int, default=1, show_default=True, help="Average scores over N rows.")
 @click.option(
+    "--param", "params", multiple=True, metavar="NAME=VALUE",
+    help="A detector parameter (repeatable), e.g. --param persist=3 for dpca/cva.",
+)  # fmt: skip
+@click.option(
     "--benchmark",
     type=click.Choice(["tep"]),
     help="tep: TEST is the folder of dNN_te.dat; run faults 1-15 and d00_te.",
@@ -67,7 +83,7 @@ def _detector(name: str, quantile: float, smooth: int) -> ProcessDetector:
 @click.option("--plot", type=click.Path(path_type=Path), help="Draw scores, threshold, attacks (PNG).")
 def process(
     train: Path, test: Path, label: str | None, fault_start: int | None, detector: str,
-    quantile: float, smooth: int, benchmark: str | None, as_json: bool,
+    quantile: float, smooth: int, params: tuple[str, ...], benchmark: str | None, as_json: bool,
     predictions: Path | None, plot: Path | None,
 ) -> None:  # fmt: skip
     """Train a process detector on TRAIN (normal operation), score TEST, print the metrics."""
@@ -79,7 +95,7 @@ def process(
         train_frame = read_frame(train)
         if label is not None and label in train_frame.tags:
             train_frame = _drop(train_frame, label)
-        det = _detector(detector, quantile, smooth)
+        det = _detector(detector, quantile, smooth, params)
         if benchmark == "tep":
             _tep(det, train_frame, test, as_json)
             return

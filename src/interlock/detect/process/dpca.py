@@ -1,0 +1,136 @@
+"""Dynamic PCA (Ku, Storer and Georgakis 1995): PCA on each row beside its ``lags`` past rows.
+
+Plain PCA treats rows as independent; a controlled process is autocorrelated, so its normal
+variation is only captured once the past rows sit beside the current one (the "time-lagged
+data matrix"). Monitoring is the classic pair: Hotelling's T² on the retained scores and SPE (Q)
+on the residual, each divided by its limit, the score being the larger ratio.
+
+Limits are set out of sample, which an in-sample quantile is not: the normal training rows are
+cut into ``folds`` contiguous blocks, each block scored by a model fitted on the other blocks,
+and the ``quantile`` of those held-out statistics is each statistic's limit (the final model is
+then fitted on every row). ``persist=k`` keeps an alarm only once the combined ratio has stayed
+above the threshold for k consecutive rows (the score is its running minimum over k rows): a
+standard way to cut isolated false alarms at the price of k - 1 rows of delay. The threshold on
+that score is again the quantile of the held-out normal scores. No fault or attack data is used.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from interlock.detect.process.base import FloatArray, ProcessDetector, Standardizer
+
+
+def lagged(z: FloatArray, lags: int) -> FloatArray:
+    """Each row beside its ``lags`` predecessors, newest first; the first rows repeat row 0."""
+    parts = [z]
+    for k in range(1, lags + 1):
+        parts.append(np.vstack([np.repeat(z[:1], k, axis=0), z[:-k]])[: len(z)])
+    return np.hstack(parts)
+
+
+def running_min(x: FloatArray, k: int) -> FloatArray:
+    """The minimum of each row and its k - 1 predecessors (fewer at the start): causal."""
+    if k <= 1:
+        return x
+    out = np.array(x, copy=True)
+    for i in range(1, k):
+        out[i:] = np.minimum(out[i:], x[:-i])
+    return out
+
+
+def out_of_sample(
+    x: FloatArray, folds: int, min_rows: int, fit: Callable[[FloatArray], object],
+    stats: Callable[[object, FloatArray, int], FloatArray],
+) -> FloatArray:  # fmt: skip
+    """Statistics of every row from a model that did not see its block (blocked K-fold).
+
+    ``fit(rows)`` returns a model; ``stats(model, x, start)`` returns the statistics (rows x s)
+    of ``x`` scored with that model, whose first ``start`` rows only provide lagged history.
+    """
+    if folds < 2 or len(x) < folds * min_rows:
+        model = fit(x)
+        return stats(model, x, 0)
+    edges = np.linspace(0, len(x), folds + 1).astype(int)
+    out = []
+    for a, b in itertools.pairwise(edges):
+        model = fit(np.vstack([x[:a], x[b:]]))
+        out.append(stats(model, x, a)[a:b])
+    return np.vstack(out)
+
+
+class DynamicPCADetector(ProcessDetector):
+    """T²/SPE on standardized tags and their ``lags`` past rows.
+
+    ``n_components``: an int, or a float share of the lagged variance to keep.
+    """
+
+    name = "dpca"
+
+    def __init__(
+        self,
+        lags: int = 2,
+        n_components: float = 0.9,
+        folds: int = 5,
+        persist: int = 1,
+        quantile: float = 0.99,
+        smooth: int = 1,
+    ) -> None:
+        super().__init__(quantile, smooth)
+        self.lags = lags
+        self.n_components = n_components
+        self.folds = folds
+        self.persist = persist
+
+    # A fitted model: scaler, mean, loadings (features x k), variances of the k scores.
+    def _model(self, x: FloatArray) -> tuple[Standardizer, FloatArray, FloatArray, FloatArray]:
+        scaler = Standardizer(x)
+        a = lagged(scaler(x), self.lags)[self.lags :]
+        mean = a.mean(axis=0)
+        _, s, vt = np.linalg.svd(a - mean, full_matrices=False)
+        var = s**2 / max(len(a) - 1, 1)
+        if self.n_components < 1:
+            share = np.cumsum(var) / max(float(var.sum()), 1e-12)
+            k = int(np.searchsorted(share, self.n_components) + 1)
+        else:
+            k = int(self.n_components)
+        k = max(1, min(k, len(var)))
+        return scaler, mean, vt[:k].T, np.maximum(var[:k], 1e-12)
+
+    def _stats_of(self, model: object, x: FloatArray, start: int = 0) -> FloatArray:
+        assert isinstance(model, tuple)
+        scaler: Standardizer = model[0]
+        mean: FloatArray = model[1]
+        p: FloatArray = model[2]
+        var: FloatArray = model[3]
+        a = lagged(scaler(x), self.lags) - mean
+        t = a @ p
+        resid = a - t @ p.T
+        return np.column_stack([np.sum(t**2 / var, axis=1), np.sum(resid**2, axis=1)])
+
+    def _fit(self, x: FloatArray) -> None:
+        held_out = out_of_sample(x, self.folds, 2 * self.lags + 10, self._model, self._stats_of)
+        self.limits_ = np.maximum(np.quantile(held_out, self.quantile, axis=0), 1e-12)
+        self.model_ = self._model(x)
+        self.held_out_ = self._combine(held_out)
+
+    def _combine(self, stats: FloatArray) -> FloatArray:
+        return running_min(np.asarray((stats / self.limits_).max(axis=1), dtype=np.float64), self.persist)
+
+    def _score(self, x: FloatArray) -> FloatArray:
+        return self._combine(self._stats_of(self.model_, x))
+
+    def _train_scores(self, x: FloatArray) -> FloatArray:
+        return self.held_out_
+
+    def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
+        # Each tag's share of SPE, summed over its lagged copies.
+        scaler, mean, p, _ = self.model_
+        a = lagged(scaler(x), self.lags) - mean
+        resid = a - (a @ p) @ p.T
+        per = resid[rows] ** 2
+        return np.asarray(per.reshape(len(rows), self.lags + 1, x.shape[1]).sum(axis=1), dtype=np.float64)
