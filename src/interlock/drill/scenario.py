@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from interlock.drill.model import Inject, Scenario
+from interlock.yamlnodes import Node, NodeError, compose
 
 # Technique ids of the library (the registry in interlock.drill.techniques may be partly built
 # while scenarios are written; an id is accepted if it is in either).
@@ -74,63 +74,27 @@ class ScenarioError(ValueError):
         self.path, self.line, self.field, self.reason = str(path), line, field_name, reason
 
 
-# --- YAML with line numbers -----------------------------------------------------------------
+# --- YAML with line numbers (interlock.yamlnodes) ----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Y:
-    """A YAML value with the (1-based) line it starts on; mappings keep their keys' lines."""
-
-    value: Any  # dict[str, _Y] | list[_Y] | scalar
-    line: int
-    key_lines: Mapping[str, int] = field(default_factory=dict)
-
-    def plain(self) -> Any:
-        if isinstance(self.value, dict):
-            return {k: v.plain() for k, v in self.value.items()}
-        if isinstance(self.value, list):
-            return [v.plain() for v in self.value]
-        return self.value
-
-
-def _compose(path: Path, text: str) -> _Y:
+def _compose(path: Path, text: str) -> Node:
     # Composing nodes (not safe_load) keeps each value's line for the error messages.
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ScenarioError(path, 1, "", "empty file: a scenario needs id, title, plant, based_on, "
-                                "duration and phases (see docs/drill.md)")
-        return _convert(path, loader, node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise ScenarioError(path, line, "", f"YAML syntax error: {exc.problem or exc.context}; "
+        node = compose(text)
+    except NodeError as exc:
+        if exc.kind == "key":
+            raise ScenarioError(path, exc.at(1), str(exc.key), "keys must be text") from None
+        if exc.kind == "duplicate":
+            raise ScenarioError(path, exc.at(1), exc.key, f"duplicate key (first on line "
+                                f"{exc.first_line})") from None
+        if not isinstance(exc.cause, yaml.MarkedYAMLError):
+            raise ScenarioError(path, 1, "", f"YAML error: {exc.problem}") from None
+        raise ScenarioError(path, exc.at(1), "", f"YAML syntax error: {exc.problem}; "
                             "fix the indentation or quoting") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(path, 1, "", f"YAML error: {exc}") from None
-    finally:
-        loader.dispose()
-
-
-def _convert(path: Path, loader: yaml.SafeLoader, node: yaml.Node) -> _Y:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        items: dict[str, _Y] = {}
-        key_lines: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
-            key_line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                raise ScenarioError(path, key_line, str(key), "keys must be text")
-            if key in items:
-                raise ScenarioError(path, key_line, key, f"duplicate key (first on line {key_lines[key]})")
-            items[key] = _convert(path, loader, value_node)
-            key_lines[key] = key_line
-        return _Y(items, line, key_lines)
-    if isinstance(node, yaml.SequenceNode):
-        return _Y([_convert(path, loader, n) for n in node.value], line)
-    return _Y(loader.construct_object(node), line)
+    if node is None:
+        raise ScenarioError(path, 1, "", "empty file: a scenario needs id, title, plant, based_on, "
+                            "duration and phases (see docs/drill.md)")
+    return node
 
 
 # --- reference data -------------------------------------------------------------------------
@@ -237,10 +201,10 @@ class _Checker:
     def fail(self, line: int, name: str, reason: str) -> ScenarioError:
         return ScenarioError(self.path, line, name, reason)
 
-    def mapping(self, node: _Y, name: str, allowed: set[str], required: tuple[str, ...]) -> dict[str, _Y]:
+    def mapping(self, node: Node, name: str, allowed: set[str], required: tuple[str, ...]) -> dict[str, Node]:
         if not isinstance(node.value, dict):
             raise self.fail(node.line, name or "(top)", "must be a mapping of key: value")
-        items: dict[str, _Y] = node.value
+        items: dict[str, Node] = node.value
         for key in items:
             if key not in allowed:
                 close = sorted(allowed, key=lambda a: _distance(a, key))[0]
@@ -253,20 +217,20 @@ class _Checker:
                 raise self.fail(node.line, where, "is required; add it (see docs/drill.md)")
         return items
 
-    def text(self, node: _Y, name: str, *, pattern: re.Pattern[str] | None = None, hint: str = "") -> str:
+    def text(self, node: Node, name: str, *, pattern: re.Pattern[str] | None = None, hint: str = "") -> str:
         if not isinstance(node.value, str) or not node.value.strip():
             raise self.fail(node.line, name, f"{node.value!r} must be non-empty text")
         if pattern is not None and not pattern.match(node.value):
             raise self.fail(node.line, name, f"{node.value!r} {hint}")
         return node.value.strip()
 
-    def duration(self, node: _Y, name: str) -> float:
+    def duration(self, node: Node, name: str) -> float:
         seconds = parse_duration(node.value)
         if seconds is None:
             raise self.fail(node.line, name, f"{node.value!r} {DURATION_HINT}")
         return seconds
 
-    def text_list(self, node: _Y, name: str) -> list[tuple[str, int]]:
+    def text_list(self, node: Node, name: str) -> list[tuple[str, int]]:
         if not isinstance(node.value, list):
             raise self.fail(node.line, name, "must be a list, e.g. [a, b]")
         return [(self.text(item, f"{name}[{i}]"), item.line) for i, item in enumerate(node.value)]
@@ -389,7 +353,7 @@ def parse_scenario(text: str, path: Path | str = "<scenario>") -> Scenario:
             if "params" in inj:
                 pnode = inj["params"]
                 if pnode.value is None:
-                    pnode = _Y({}, pnode.line)
+                    pnode = Node({}, pnode.line)
                 if not isinstance(pnode.value, dict):
                     raise c.fail(pnode.line, f"{name}.params",
                                  "must be a mapping like {tag: temp_sp_k, value: 345}")

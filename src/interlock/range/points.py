@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from interlock.yamlnodes import Node, NodeError, compose, located
 
 POINTS_DIR = Path(__file__).parent / "points"
 TABLES = ("coil", "discrete", "holding", "input")
@@ -108,17 +108,13 @@ class PointList:
         raise KeyError(f"plant {self.plant} has no device {name!r}; known: {known}")
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader that remembers the line of every mapping, for error messages."""
-
-
-def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping: dict[str, Any] = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
+def _with_lines(node: Node) -> Any:
+    """``node.plain()``, with the line of every mapping under ``__line__`` for error messages."""
+    if node.is_mapping:
+        return {**{k: _with_lines(v) for k, v in node.mapping().items()}, "__line__": node.line}
+    if node.is_sequence:
+        return [_with_lines(v) for v in node.sequence()]
+    return node.value
 
 _MODBUS_KEYS = {
     "tag",
@@ -139,8 +135,8 @@ _MODBUS_KEYS = {
 _DEVICE_KEYS = {"name", "role", "protocol", "host", "port", "unit", "identity", "points", "description"}
 
 
-def _fail(path: Path, line: object, message: str) -> PointListError:
-    return PointListError(f"{path}:{line}: {message}")
+def _fail(path: Path, line: int | str, message: str) -> PointListError:
+    return PointListError(located(path, line, message))
 
 
 def _point(path: Path, protocol: str, raw: dict[str, Any]) -> Point:
@@ -194,10 +190,11 @@ def _point(path: Path, protocol: str, raw: dict[str, Any]) -> Point:
 
 def parse_point_list(text: str, path: Path) -> PointList:
     try:
-        doc = yaml.load(text, Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise _fail(path, mark.line + 1 if mark else "?", f"not valid YAML: {exc}") from None
+        root = compose(text, mode="pyyaml")  # keys as safe_load reads them
+    except NodeError as exc:
+        raise _fail(path, "?" if exc.line is None else exc.line,
+                    f"not valid YAML: {exc.cause or exc.problem}") from None
+    doc = None if root is None else _with_lines(root)
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list):
         raise _fail(path, 1, "a point list is a mapping with 'plant' and a list of 'devices'")
     hmi = doc.get("hmi") or {}

@@ -55,6 +55,7 @@ from interlock.protocols.modbus import (
 from interlock.range.boundary import Boundary, TargetRefused
 from interlock.respond.netns import MARKER_DIR, NAME_PREFIX, namespace_exists
 from interlock.respond.policy import PolicyError, parse_policy
+from interlock.yamlnodes import Node, NodeError, compose, located
 
 KINDS = ("block", "quarantine", "safe_state", "notify")
 FIELDS: dict[str, tuple[set[str], set[str]]] = {  # kind -> (required, optional)
@@ -115,11 +116,11 @@ class Action:
 # --- loading
 
 
-def _fail(source: str, node: yaml.Node, reason: str) -> PlaybookError:
-    return PlaybookError(f"{source}:{node.start_mark.line + 1}: {reason}")
+def _fail(source: str, node: Node, reason: str) -> PlaybookError:
+    return PlaybookError(located(source, node.line, reason))
 
 
-def _check_template(source: str, node: yaml.Node, text: str) -> None:
+def _check_template(source: str, node: Node, text: str) -> None:
     for key in re.findall(r"{([^{}]*)}", text):
         if key not in CONTEXT_KEYS:
             raise _fail(source, node, f"unknown placeholder {{{key}}}; known: "
@@ -128,23 +129,21 @@ def _check_template(source: str, node: yaml.Node, text: str) -> None:
 
 def parse_playbook(text: str, source: str = "<playbook>") -> Playbook:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise PlaybookError(f"{source}:{mark.line + 1 if mark else 1}: not valid YAML: "
-                            f"{getattr(e, 'problem', e)}") from None
-    if not isinstance(root, yaml.MappingNode):
-        raise PlaybookError(f"{source}:1: a playbook is a mapping with name and steps")
-    top = {str(k.value): (k, v) for k, v in root.value}
-    for key, (k, _) in top.items():
+        root = compose(text, mode="raw")  # the shape and lines; the values come from safe_load
+    except NodeError as e:
+        raise PlaybookError(located(source, e.at(1), f"not valid YAML: {e.problem}")) from None
+    if root is None or not root.is_mapping:
+        raise PlaybookError(located(source, 1, "a playbook is a mapping with name and steps"))
+    for key in root.mapping():
         if key not in ("name", "description", "steps"):
-            raise _fail(source, k, f"unknown key {key!r} (known: description, name, steps)")
-    if "steps" not in top or not isinstance(top["steps"][1], yaml.SequenceNode) \
-            or not top["steps"][1].value:
-        raise PlaybookError(f"{source}:1: no steps; add 'steps:' with at least one step")
+            raise PlaybookError(located(source, root.key_line(key), f"unknown key {key!r} "
+                                        "(known: description, name, steps)"))
+    step_nodes = root.mapping()["steps"].sequence() if "steps" in root.mapping() else []
+    if not step_nodes:  # missing, not a list, or an empty one
+        raise PlaybookError(located(source, 1, "no steps; add 'steps:' with at least one step"))
     data = yaml.safe_load(text)
     steps = []
-    for i, (node, raw) in enumerate(zip(top["steps"][1].value, data["steps"], strict=True)):
+    for i, (node, raw) in enumerate(zip(step_nodes, data["steps"], strict=True)):
         if not isinstance(raw, dict) or "kind" not in raw:
             raise _fail(source, node, "a step is a mapping with a 'kind'")
         kind = str(raw["kind"])
@@ -165,12 +164,12 @@ def parse_playbook(text: str, source: str = "<playbook>") -> Playbook:
         if kind == "safe_state":
             _check_safe_state(source, node, params)
         steps.append(Step(kind, str(params.get("name", f"step {i + 1} ({kind})")),
-                          node.start_mark.line + 1, params))
+                          node.line, params))
     name = str(data.get("name") or Path(source).stem)
     return Playbook(name, str(data.get("description") or ""), tuple(steps), source)
 
 
-def _check_safe_state(source: str, node: yaml.Node, p: Mapping[str, Any]) -> None:
+def _check_safe_state(source: str, node: Node, p: Mapping[str, Any]) -> None:
     writes = p["writes"]
     if not isinstance(writes, list) or not writes or not all(
             isinstance(w, list) and len(w) == 2 and all(isinstance(x, int) for x in w)

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from interlock.protocols.modbus import (
     ExceptionCode,
     FunctionCode,
@@ -42,6 +40,7 @@ from interlock.protocols.modbus import (
     WriteSingleCoilRequest,
     WriteSingleRegisterRequest,
 )
+from interlock.yamlnodes import Node, NodeError, compose, located
 
 Action = Literal["allow", "deny"]
 BlockAction = Literal["exception", "drop", "reset"]
@@ -280,12 +279,12 @@ class RateLimiter:
 # --- loading
 
 
-def _fail(source: str, node: yaml.Node, reason: str) -> PolicyError:
-    return PolicyError(f"{source}:{node.start_mark.line + 1}: {reason}")
+def _fail(source: str, node: Node, reason: str) -> PolicyError:
+    return PolicyError(located(source, node.line, reason))
 
 
-def _int(source: str, node: yaml.Node, what: str, lo: int, hi: int) -> int:
-    if not isinstance(node, yaml.ScalarNode):
+def _int(source: str, node: Node, what: str, lo: int, hi: int) -> int:
+    if not node.is_scalar:
         raise _fail(source, node, f"{what} must be a number")
     try:
         value = int(str(node.value), 0)
@@ -296,20 +295,20 @@ def _int(source: str, node: yaml.Node, what: str, lo: int, hi: int) -> int:
     return value
 
 
-def _seq(source: str, node: yaml.Node, what: str) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
+def _seq(source: str, node: Node, what: str) -> list[Node]:
+    if node.is_sequence:
         return list(node.value)
-    if isinstance(node, yaml.ScalarNode):
+    if node.is_scalar:
         return [node]  # one item written without brackets
     raise _fail(source, node, f"{what} must be a list")
 
 
-def _ranges(source: str, node: yaml.Node, what: str) -> tuple[Span, ...]:
+def _ranges(source: str, node: Node, what: str) -> tuple[Span, ...]:
     out = []
     for item in _seq(source, node, what):
-        if isinstance(item, yaml.SequenceNode) and len(item.value) == 2:
+        if item.is_sequence and len(item.value) == 2:
             lo, hi = (_int(source, n, what, 0, 0xFFFF) for n in item.value)
-        elif isinstance(item, yaml.ScalarNode) and "-" in str(item.value).strip("-"):
+        elif item.is_scalar and "-" in str(item.value).strip("-"):
             a, _, b = str(item.value).partition("-")
             try:
                 lo, hi = int(a, 0), int(b, 0)
@@ -323,7 +322,7 @@ def _ranges(source: str, node: yaml.Node, what: str) -> tuple[Span, ...]:
     return tuple(out)
 
 
-def _functions(source: str, node: yaml.Node, protocol: Protocol = "modbus") -> frozenset[int]:
+def _functions(source: str, node: Node, protocol: Protocol = "modbus") -> frozenset[int]:
     from interlock.protocols.dnp3 import FunctionCode as Dnp3Function
 
     names: dict[str, int] = {k: int(v) for k, v in (
@@ -331,7 +330,7 @@ def _functions(source: str, node: yaml.Node, protocol: Protocol = "modbus") -> f
     lo, hi = (0, 33) if protocol == "dnp3" else (1, 127)  # DNP3: request codes only
     out = set()
     for item in _seq(source, node, "functions"):
-        text = str(item.value) if isinstance(item, yaml.ScalarNode) else ""
+        text = str(item.value) if item.is_scalar else ""
         if text.upper() in names:
             out.add(names[text.upper()])
         else:
@@ -339,11 +338,11 @@ def _functions(source: str, node: yaml.Node, protocol: Protocol = "modbus") -> f
     return frozenset(out)
 
 
-def _groups(source: str, node: yaml.Node) -> frozenset[GroupVariation]:
+def _groups(source: str, node: Node) -> frozenset[GroupVariation]:
     """DNP3 object groups: ``12`` or ``g12`` (any variation), ``g12v1`` or ``12v1``."""
     out: set[GroupVariation] = set()
     for item in _seq(source, node, "groups"):
-        text = str(item.value).strip().lower() if isinstance(item, yaml.ScalarNode) else ""
+        text = str(item.value).strip().lower() if item.is_scalar else ""
         g, _, v = text.removeprefix("g").partition("v")
         if not g.isdigit() or (v and not v.isdigit()) or not 0 <= int(g) <= 255 \
                 or (v and not 0 <= int(v) <= 255):
@@ -352,7 +351,7 @@ def _groups(source: str, node: yaml.Node) -> frozenset[GroupVariation]:
     return frozenset(out)
 
 
-def _clients(source: str, node: yaml.Node) -> tuple[Network, ...]:
+def _clients(source: str, node: Node) -> tuple[Network, ...]:
     out = []
     for item in _seq(source, node, "clients"):
         try:
@@ -362,38 +361,35 @@ def _clients(source: str, node: yaml.Node) -> tuple[Network, ...]:
     return tuple(out)
 
 
-def _choice(source: str, node: yaml.Node, what: str, options: tuple[str, ...]) -> str:
-    if not isinstance(node, yaml.ScalarNode) or node.value not in options:
+def _choice(source: str, node: Node, what: str, options: tuple[str, ...]) -> str:
+    if not node.is_scalar or node.value not in options:
         raise _fail(source, node, f"{what} must be one of {', '.join(options)}")
     return str(node.value)
 
 
-def _mapping(source: str, node: yaml.Node, what: str, keys: frozenset[str]
-             ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-    if not isinstance(node, yaml.MappingNode):
+def _mapping(source: str, node: Node, what: str, keys: frozenset[str]) -> dict[str, Node]:
+    if not node.is_mapping:
         raise _fail(source, node, f"{what} must be a mapping")
-    out = {}
-    for k, v in node.value:
-        if str(k.value) not in keys:
-            raise _fail(source, k, f"unknown key {k.value!r} in {what} (known: "
-                                   f"{', '.join(sorted(keys))})")
-        out[str(k.value)] = (k, v)
-    return out
+    for k in node.value:
+        if k not in keys:
+            raise PolicyError(located(source, node.key_line(k), f"unknown key {k!r} in {what} "
+                                      f"(known: {', '.join(sorted(keys))})"))
+    return node.mapping()
 
 
-def _rule(source: str, node: yaml.Node, index: int, protocol: Protocol = "modbus") -> Rule:
-    m = _mapping(source, node, "a rule", RULE_KEYS)
-    get = {k: v for k, (_, v) in m.items()}
+def _rule(source: str, node: Node, index: int, protocol: Protocol = "modbus") -> Rule:
+    get = _mapping(source, node, "a rule", RULE_KEYS)
     # each protocol has its own fields; naming the other's is a mistake, not a no-op
     wrong = ("addresses", "values") if protocol == "dnp3" else ("groups", "indexes")
     for key in wrong:
-        if key in m:
+        if key in get:
             hint = ("use groups and indexes (point indexes) for DNP3" if protocol == "dnp3"
                     else "add 'protocol: dnp3' at the top for a DNP3 policy")
-            raise _fail(source, m[key][0], f"{key!r} is not a {protocol} rule field; {hint}")
+            raise PolicyError(located(source, node.key_line(key),
+                                      f"{key!r} is not a {protocol} rule field; {hint}"))
     unit_hi = 0xFFFF if protocol == "dnp3" else 255
     return Rule(
-        line=node.start_mark.line + 1,
+        line=node.line,
         name=str(get["name"].value) if "name" in get else f"rule {index + 1}",
         action="deny" if "action" in get and _choice(
             source, get["action"], "rule action", ("allow", "deny")) == "deny" else "allow",
@@ -412,15 +408,12 @@ def _rule(source: str, node: yaml.Node, index: int, protocol: Protocol = "modbus
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """A :class:`Policy` from YAML text; :class:`PolicyError` ``SOURCE:LINE: reason`` if bad."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise PolicyError(f"{source}:{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        root = compose(text, mode="raw")  # scalars as written; the checks below read them
+    except NodeError as e:
+        raise PolicyError(located(source, e.at(1), f"not valid YAML: {e.problem}")) from None
     if root is None:
-        raise PolicyError(f"{source}:1: empty policy; write at least 'default: allow' or 'deny'")
-    m = _mapping(source, root, "the policy", POLICY_KEYS)
-    get = {k: v for k, (_, v) in m.items()}
+        raise PolicyError(located(source, 1, "empty policy; write at least 'default: allow' or 'deny'"))
+    get = _mapping(source, root, "the policy", POLICY_KEYS)
     max_rate = None
     if "max_rate" in get:
         node = get["max_rate"]

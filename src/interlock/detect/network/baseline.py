@@ -38,7 +38,8 @@ import yaml
 
 from interlock.detect import attack
 from interlock.detect.alerts import Alert, FlowRef, Severity
-from interlock.detect.network.rules import _Y, RuleError, _compose
+from interlock.detect.network.rules import RuleError, _compose
+from interlock.yamlnodes import Node
 
 FORMAT_VERSION = 1
 MODEL = "interlock-baseline"
@@ -388,10 +389,10 @@ class _Reader:
     def __init__(self, path: Path | str) -> None:
         self.path = path
 
-    def fail(self, node: _Y, reason: str) -> BaselineError:
+    def fail(self, node: Node, reason: str) -> BaselineError:
         return BaselineError(self.path, node.line, reason)
 
-    def mapping(self, node: _Y, what: str, keys: tuple[str, ...]) -> dict[str, _Y]:
+    def mapping(self, node: Node, what: str, keys: tuple[str, ...]) -> dict[str, Node]:
         if not isinstance(node.value, dict):
             raise self.fail(node, f"{what} must be a mapping (key: value)")
         for k in node.value:
@@ -400,7 +401,7 @@ class _Reader:
                                     f"unknown key '{k}' in {what} (keys: {', '.join(keys)})")
         return dict(node.value)
 
-    def number(self, m: dict[str, _Y], key: str, node: _Y, *, integer: bool = False) -> float:
+    def number(self, m: dict[str, Node], key: str, node: Node, *, integer: bool = False) -> float:
         if key not in m:
             raise self.fail(node, f"missing key '{key}'")
         v = m[key].value
@@ -408,7 +409,7 @@ class _Reader:
             raise self.fail(m[key], f"{key} must be {'an integer' if integer else 'a number'}, not {v!r}")
         return float(v) if not integer else v
 
-    def text(self, m: dict[str, _Y], key: str, node: _Y) -> str:
+    def text(self, m: dict[str, Node], key: str, node: Node) -> str:
         if key not in m:
             raise self.fail(node, f"missing key '{key}'")
         v = m[key].value
@@ -416,7 +417,7 @@ class _Reader:
             raise self.fail(m[key], f"{key} must be text (an IP address, an object name)")
         return v
 
-    def ranges(self, node: _Y, what: str) -> list[tuple[int, int]]:
+    def ranges(self, node: Node, what: str) -> list[tuple[int, int]]:
         if not isinstance(node.value, list):
             raise self.fail(node, f"{what} must be a list of [first, last] address pairs")
         out = []
@@ -429,7 +430,7 @@ class _Reader:
             out.append((pair[0], pair[1]))
         return _merge(out)
 
-    def read(self, doc: _Y) -> Baseline:
+    def read(self, doc: Node) -> Baseline:
         top = self.mapping(doc, "the baseline", self.TOP_KEYS)
         version = top.get("interlock_baseline")
         if version is None or version.value != FORMAT_VERSION:
@@ -515,7 +516,7 @@ class _Reader:
             b.points_[pkey] = p
         return b
 
-    def items(self, m: dict[str, _Y], key: str) -> list[_Y]:
+    def items(self, m: dict[str, Node], key: str) -> list[Node]:
         node = m.get(key)
         if node is None or node.value is None:
             return []

@@ -38,12 +38,12 @@ from typing import Any, Literal, cast
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from interlock.capture.records import SCHEMA
 from interlock.detect import attack
 from interlock.detect.alerts import SEVERITIES, Alert, FlowRef, Severity
 from interlock.protocols.registry import PROTOCOLS
+from interlock.yamlnodes import Node, NodeError, compose
 
 # --- the language's vocabulary -------------------------------------------------------------
 
@@ -92,60 +92,17 @@ class RuleError(Exception):
         self.path, self.line, self.reason = str(path), line, reason
 
 
-# --- YAML with line numbers -----------------------------------------------------------------
+# --- YAML with line numbers (interlock.yamlnodes) ----------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class _Y:
-    """A YAML value with the (1-based) line it starts on; mappings also keep their keys' lines."""
-
-    value: Any  # dict[str, _Y] | list[_Y] | scalar
-    line: int
-    key_lines: Mapping[str, int] = field(default_factory=dict)
-
-    def plain(self) -> Any:
-        if isinstance(self.value, dict):
-            return {k: v.plain() for k, v in self.value.items()}
-        if isinstance(self.value, list):
-            return [v.plain() for v in self.value]
-        return self.value
-
-
-def _compose(path: Path, text: str) -> _Y:
-    loader = yaml.SafeLoader(text)
+def _compose(path: Path, text: str) -> Node:
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise RuleError(path, 1, "empty file: a rule needs title, id, ... (see docs/detection.md)")
-        return _convert(path, loader, node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise RuleError(path, line, f"YAML error: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise RuleError(path, 1, f"YAML error: {exc}") from None
-    finally:
-        loader.dispose()
-
-
-def _convert(path: Path, loader: yaml.SafeLoader, node: yaml.Node) -> _Y:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        items: dict[str, _Y] = {}
-        key_lines: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
-            key_line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                raise RuleError(path, key_line, f"key {key!r} is not text")
-            if key in items:
-                raise RuleError(path, key_line, f"duplicate key '{key}' (first on line {key_lines[key]})")
-            items[key] = _convert(path, loader, value_node)
-            key_lines[key] = key_line
-        return _Y(items, line, key_lines)
-    if isinstance(node, yaml.SequenceNode):
-        return _Y([_convert(path, loader, n) for n in node.value], line)
-    return _Y(loader.construct_object(node), line)
+        node = compose(text)
+    except NodeError as exc:
+        reason = exc.problem if exc.kind in ("key", "duplicate") else f"YAML error: {exc.problem}"
+        raise RuleError(path, exc.at(1), reason) from None
+    if node is None:
+        raise RuleError(path, 1, "empty file: a rule needs title, id, ... (see docs/detection.md)")
+    return node
 
 
 # --- compiled rule ----------------------------------------------------------------------------
@@ -286,22 +243,22 @@ class _Checker:
     def fail(self, line: int, reason: str) -> RuleError:
         return RuleError(self.path, line, reason)
 
-    def text(self, node: _Y, name: str) -> str:
+    def text(self, node: Node, name: str) -> str:
         if not isinstance(node.value, str) or not node.value.strip():
             raise self.fail(node.line, f"{name} must be non-empty text")
         return node.value.strip()
 
-    def texts(self, node: _Y, name: str) -> tuple[str, ...]:
+    def texts(self, node: Node, name: str) -> tuple[str, ...]:
         if not isinstance(node.value, list):
             raise self.fail(node.line, f"{name} must be a list of text")
         return tuple(self.text(item, f"each item of {name}") for item in node.value)
 
-    def mapping(self, node: _Y, name: str) -> dict[str, _Y]:
+    def mapping(self, node: Node, name: str) -> dict[str, Node]:
         if not isinstance(node.value, dict):
             raise self.fail(node.line, f"{name} must be a mapping (key: value)")
-        return cast(dict[str, _Y], node.value)
+        return cast(dict[str, Node], node.value)
 
-    def rule(self, doc: _Y) -> Rule:
+    def rule(self, doc: Node) -> Rule:
         top = self.mapping(doc, "a rule file")
         for key in top:
             if key not in TOP_KEYS:
@@ -361,13 +318,14 @@ class _Checker:
             keys=tuple(top),
         )
 
-    def level(self, node: _Y, name: str) -> Severity:
+    def level(self, node: Node, name: str) -> Severity:
         value = node.value
         if value not in SEVERITIES:
             raise self.fail(node.line, f"{name} {value!r} is not one of {', '.join(SEVERITIES)}")
         return cast(Severity, value)
 
-    def tags(self, tags: tuple[str, ...], node: _Y, key_line: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def tags(self, tags: tuple[str, ...], node: Node,
+             key_line: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
         table = attack.load()
         techniques: list[str] = []
         tactics: list[tuple[str, int]] = []
@@ -395,7 +353,7 @@ class _Checker:
                                 f"tactic ({', '.join(techniques)})")
         return tuple(techniques), tuple(short for short, _ in tactics)
 
-    def logsource(self, node: _Y) -> str:
+    def logsource(self, node: Node) -> str:
         src = self.mapping(node, "logsource")
         for key in src:
             if key not in ("product", "service", "category", "definition"):
@@ -411,7 +369,7 @@ class _Checker:
                             f"{', '.join(sorted(SERVICES))}")
         return str(service.value)
 
-    def options(self, node: _Y) -> dict[str, tuple[Any, ...]]:
+    def options(self, node: Node) -> dict[str, tuple[Any, ...]]:
         opts: dict[str, tuple[Any, ...]] = {}
         for name, value in self.mapping(node, "options").items():
             if not _NAME.match(name):
@@ -425,7 +383,7 @@ class _Checker:
         return opts
 
     def detection(
-        self, node: _Y, options: Mapping[str, tuple[Any, ...]]
+        self, node: Node, options: Mapping[str, tuple[Any, ...]]
     ) -> tuple[dict[str, Selection], Cond, Aggregate | None, Repeat | None, SequenceCheck | None]:
         det = self.mapping(node, "detection")
         if "condition" not in det:
@@ -451,7 +409,7 @@ class _Checker:
             raise self.fail(node.key_lines["sequence"], "a rule takes repeat or sequence, not both")
         return selections, condition, aggregate, repeat, sequence
 
-    def fields(self, node: _Y, name: str, *, content: bool = False) -> tuple[str, ...]:
+    def fields(self, node: Node, name: str, *, content: bool = False) -> tuple[str, ...]:
         """A list of record fields (``content`` also allows values and detail)."""
         v = node.value
         items = [v] if isinstance(v, str) else [b.value for b in v] if isinstance(v, list) else None
@@ -467,14 +425,14 @@ class _Checker:
                 out.append(self.field_name(b, node.line))
         return tuple(out)
 
-    def seconds(self, m: dict[str, _Y], key: str, *, zero: bool = False) -> float:
+    def seconds(self, m: dict[str, Node], key: str, *, zero: bool = False) -> float:
         v = m[key].value
         if not isinstance(v, int | float) or isinstance(v, bool) or v < 0 or (not zero and v == 0):
             raise self.fail(m[key].line, f"{key} must be a {'' if zero else 'positive '}number")
         return float(v)
 
-    def keys_of(self, node: _Y, what: str, keys: tuple[str, ...],
-                required: tuple[str, ...]) -> dict[str, _Y]:
+    def keys_of(self, node: Node, what: str, keys: tuple[str, ...],
+                required: tuple[str, ...]) -> dict[str, Node]:
         m = self.mapping(node, what)
         for key in m:
             if key not in keys:
@@ -485,7 +443,7 @@ class _Checker:
                 raise self.fail(node.line, f"{what} needs {key}")
         return m
 
-    def repeat(self, node: _Y) -> Repeat:
+    def repeat(self, node: Node) -> Repeat:
         m = self.keys_of(node, "repeat", REPEAT_KEYS, ("content", "within_s"))
         retry_field = None
         if "retry_field" in m:
@@ -497,7 +455,7 @@ class _Checker:
                       retry_field, self.seconds(m, "retry_s", zero=True) if "retry_s" in m else 0.0,
                       self.fields(m["other_than"], "other_than") if "other_than" in m else ())
 
-    def sequence(self, node: _Y) -> SequenceCheck:
+    def sequence(self, node: Node) -> SequenceCheck:
         m = self.keys_of(node, "sequence", SEQUENCE_KEYS, SEQUENCE_KEYS)
         fld = m["field"].value
         if not isinstance(fld, str) or self.field_name(fld, m["field"].line) not in INT_FIELDS:
@@ -509,7 +467,7 @@ class _Checker:
         return SequenceCheck(fld, modulo, self.fields(m["stream"], "stream"),
                              self.fields(m["source"], "source"), self.seconds(m, "within_s"))
 
-    def selection(self, node: _Y, name: str, options: Mapping[str, tuple[Any, ...]]) -> Selection:
+    def selection(self, node: Node, name: str, options: Mapping[str, tuple[Any, ...]]) -> Selection:
         if isinstance(node.value, dict):
             return (self.group(node, name, options),)
         if isinstance(node.value, list) and node.value:
@@ -522,8 +480,8 @@ class _Checker:
             return tuple(groups)
         raise self.fail(node.line, f"selection {name} must map fields to values")
 
-    def group(self, node: _Y, name: str, options: Mapping[str, tuple[Any, ...]]) -> Group:
-        items = cast(dict[str, _Y], node.value)
+    def group(self, node: Node, name: str, options: Mapping[str, tuple[Any, ...]]) -> Group:
+        items = cast(dict[str, Node], node.value)
         if not items:
             raise self.fail(node.line, f"selection {name} is empty")
         return tuple(self.match(key, items[key], node.key_lines[key], options) for key in items)
@@ -538,7 +496,7 @@ class _Checker:
         raise self.fail(line, f"unknown field '{name}' (record fields: "
                         f"{', '.join(sorted(INT_FIELDS | STR_FIELDS))}, or detail.<key>)")
 
-    def match(self, key: str, node: _Y, line: int, options: Mapping[str, tuple[Any, ...]]) -> Match:
+    def match(self, key: str, node: Node, line: int, options: Mapping[str, tuple[Any, ...]]) -> Match:
         name, *mods = key.split("|")
         fname = self.field_name(name, line)
         for mod in mods:
@@ -604,7 +562,7 @@ class _Checker:
                     raise self.fail(node.line, f"'{key}': {fname} is text, got {v!r} (quote it)")
         return Match(fname, op, values, "all" in mods)
 
-    def condition(self, node: _Y, selections: Mapping[str, Selection]) -> Cond:
+    def condition(self, node: Node, selections: Mapping[str, Selection]) -> Cond:
         text = node.value
         tokens: list[str] = re.findall(r"\(|\)|[^\s()]+", text)
         pos = 0
@@ -669,7 +627,7 @@ class _Checker:
             raise self.fail(node.line, f"selection(s) {', '.join(unused)} not used in the condition")
         return tree
 
-    def aggregate(self, node: _Y) -> Aggregate:
+    def aggregate(self, node: Node) -> Aggregate:
         agg = self.mapping(node, "aggregate")
         for key in agg:
             if key not in AGGREGATE_KEYS:
