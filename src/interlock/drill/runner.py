@@ -91,15 +91,22 @@ class Drill:
         capture: bool = True,
         firewall: bool = True,
         instance: int = 0,
+        watermark: bool = True,
     ) -> None:
         self.scenario = scenario
         self.out_dir = out_dir
         self.seed = scenario.seed if seed is None else seed
         self.speed = scenario.speed if speed is None else speed
         self.capture = capture
-        # The inline firewalls learn during the warm-up and enforce from its end.
+        # The inline firewalls learn during the warm-up and enforce from its end. The watermark
+        # (a keyed dither on one actuator, keyed by the seed) lets the process defenders see a replay.
         self.range = Range(
-            scenario.plant, seed=self.seed, speed=self.speed, inline_firewall=firewall, instance=instance
+            scenario.plant,
+            seed=self.seed,
+            speed=self.speed,
+            inline_firewall=firewall,
+            instance=instance,
+            watermark=watermark,
         )
         self.attacker_host = self.range.at(ATTACKER_HOST)
         self.proxy_host = self.range.at(PROXY_HOST)
@@ -382,9 +389,20 @@ def run_drill(
         ]
         _write_alerts(sorted(found + blocked, key=lambda a: a.ts), out_dir / "alerts.jsonl")
         alerts = [alert_seen(a, lambda ts: ts - rng.calendar_of(0.0)) for a in found + blocked]
-        defender = "interlock rules, learned baseline" + (" and inline firewall" if firewall else "")
+        defender = "interlock rules, learned baseline" + (", inline firewall" if firewall else "")
     else:
         alerts, defender = [], "none"
+    if alerts_file is None:
+        # External teams are scored on their own alerts only; Interlock's process detectors judge
+        # the historian (fitted on the warm-up) whether or not the capture could be taken.
+        from interlock.drill.process_defender import process_alerts, write_process_alerts
+
+        found_process = process_alerts(
+            record.trends, scenario.plant, scenario.warmup_s, seed=drill.seed, watermark=True
+        )
+        write_process_alerts(found_process, out_dir / "process_alerts.jsonl")
+        alerts += found_process
+        defender = "process detectors" if defender == "none" else f"{defender} and process detectors"
     meta = {**record.meta, "defender": defender, "notes": notes, "packets": tap.packets if tap else 0}
     record = replace(record, alerts=tuple(sorted(alerts, key=lambda a: a.time_s)), meta=meta)
     score = score_drill(record, scenario)

@@ -1,0 +1,131 @@
+"""The drill's process defenders on real range runs: a setpoint write after the warm-up is found
+when it happened, as T0836; the stuxnet-reactor replay of the HMI view is found by the watermark
+(and the replayed windows); benign runs of every plant raise nothing.
+
+Ranges here use their own loopback network (127.8.0.0/16), apart from the other tests' drills.
+The process defenders read the historian only, so no capture rights are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.drill.model import AlertSeen
+from interlock.drill.process_defender import process_alerts
+from interlock.drill.runner import run_drill
+from interlock.drill.scenario import find_scenario, parse_scenario
+
+pytest.importorskip("pymodbus")
+logging.getLogger("pymodbus").setLevel(logging.ERROR)
+
+INSTANCE = 8
+WARMUP_S = 360.0
+
+SETPOINT_SCENARIO = """
+id: setpoint-test
+title: One setpoint write after the warm-up
+plant: reactor
+based_on: "a test"
+seed: 3
+speed: max
+duration: 12m
+warmup: 6m
+description: One unauthorized write of the reactor temperature setpoint.
+objectives: [Detect the setpoint write (T0836)]
+phases:
+  - name: Manipulation
+    injects:
+      - id: setpoint
+        at: 8m
+        technique: modbus.write_register
+        target: plc-1
+        params: {tag: temp_sp_k, value: 327}
+        expect: [T0836]
+"""
+
+
+def _process(alerts: tuple[AlertSeen, ...]) -> list[AlertSeen]:
+    return [a for a in alerts if a.rule.startswith("process.")]
+
+
+def test_a_setpoint_write_after_the_warmup_is_found_at_its_time_as_t0836(tmp_path: Path) -> None:
+    scenario = parse_scenario(SETPOINT_SCENARIO)
+    # Without the inline firewall, which would block the write (and leave nothing to find).
+    record, score = run_drill(
+        scenario, tmp_path, progress=False, store=False, firewall=False, instance=INSTANCE
+    )
+    found = _process(record.alerts)
+    assert len(found) == 1, found  # one write, one alert; nothing else in 12 minutes
+    alert = found[0]
+    assert 480.0 <= alert.time_s <= 482.0  # the HMI's next poll after the write at 8m
+    assert "T0836" in alert.attack_ids
+    assert alert.rule == "process.tampering.setpoint-change"
+    assert "temp_sp_k" in alert.message and "324.5 -> 327" in alert.message
+    assert "process detectors" in record.meta["defender"]
+    (inject,) = score.injects
+    assert inject.detected
+    lines = [json.loads(x) for x in (tmp_path / "process_alerts.jsonl").read_text().splitlines()]
+    assert [(x["plant_time_s"], x["technique"]) for x in lines] == [(round(alert.time_s, 3), "T0836")]
+
+
+def test_the_stuxnet_replay_of_the_hmi_is_found_by_the_watermark(tmp_path: Path) -> None:
+    scenario = find_scenario("stuxnet-reactor")
+    replay = scenario.inject("replay-hmi")
+    replay_from = replay.at_s + 120.0  # records 2 minutes, then plays them back to the HMI
+    record, score = run_drill(
+        scenario, tmp_path, progress=False, store=False, firewall=False, instance=INSTANCE
+    )
+    found = _process(record.alerts)
+    watermark = [a for a in found if a.rule == "process.watermark"]
+    assert len(watermark) == 1, watermark  # one episode: the replay runs to 19m
+    assert replay_from <= watermark[0].time_s <= replay_from + 180.0
+    assert {"T0856", "T0832"} <= set(watermark[0].attack_ids)
+    assert "coolant_temp_k" in watermark[0].message
+    repeats = [a for a in found if a.rule == "process.replay"]
+    assert repeats and replay_from <= repeats[0].time_s <= replay_from + 60.0
+    # Nothing before the replay plays back: the attacker's writes land behind the replayed view.
+    assert all(a.time_s >= replay_from for a in found), found
+    by_id = {i.inject_id: i for i in score.injects}
+    assert by_id["replay-hmi"].detected
+
+
+async def _benign(plant: str, seed: int, end_s: float) -> Any:
+    from interlock.range.runtime import Range
+
+    async with Range(plant, seed=seed, instance=INSTANCE, watermark=True, field_devices=False) as rng:
+        await rng.advance(end_s)
+        return rng.historian.table()
+
+
+@pytest.mark.parametrize(("plant", "seed"), [("reactor", 41), ("gas-pipeline", 5), ("refinery", 16)])
+def test_a_benign_run_of_each_plant_raises_nothing(plant: str, seed: int) -> None:
+    table = asyncio.run(_benign(plant, seed, 1200.0))  # 20 minutes: 6 of warm-up, 14 judged
+    assert process_alerts(table, plant, WARMUP_S, seed=seed, watermark=True) == []
+
+
+def test_an_earlier_window_put_back_in_the_hmi_view_loses_the_watermark() -> None:
+    """The historian-level replay: plc-1's HMI rows of 600-900 s replaced by those of 300-600 s."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = asyncio.run(_benign("reactor", 41, 900.0))
+    t = table.column("plant_time_s").to_numpy()
+    dev = table.column("device").to_numpy(zero_copy_only=False)
+    src = table.column("source").to_numpy(zero_copy_only=False)
+    tag = table.column("tag").to_numpy(zero_copy_only=False)
+    value = table.column("value").to_numpy().copy()
+    hmi = (dev == "plc-1") & (src == "hmi")
+    earlier = {(g, round(x, 3)): v for g, x, v in zip(tag[hmi], t[hmi], value[hmi], strict=True)}
+    for i in np.flatnonzero(hmi & (t >= 600.0)):
+        value[i] = earlier.get((tag[i], round(t[i] - 300.0, 3)), value[i])
+    replayed = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
+    alerts = process_alerts(replayed, "reactor", WARMUP_S, seed=41, watermark=True)
+    watermark = [a for a in alerts if a.rule == "process.watermark"]
+    assert len(watermark) == 1 and 600.0 <= watermark[0].time_s <= 780.0, alerts
+    assert {a.rule for a in alerts} <= {"process.watermark", "process.replay"}
