@@ -116,6 +116,7 @@ def _run_one(scenario: Scenario, out_dir: Path, *, seed: int | None, alerts: Pat
     """
     from interlock.drill.programme import ProgrammeError, record_drill
     from interlock.drill.report import write_report
+    from interlock.drill.runner import DrillError
     from interlock.drill.score import AlertFormatError
 
     run_drill = _runner()
@@ -130,7 +131,7 @@ def _run_one(scenario: Scenario, out_dir: Path, *, seed: int | None, alerts: Pat
             kwargs["db"] = db
     try:
         record, score = run_drill(scenario, out_dir, **kwargs)
-    except (AlertFormatError, ScenarioError, ProgrammeError) as exc:
+    except (AlertFormatError, ScenarioError, ProgrammeError, DrillError) as exc:
         _fail(str(exc))
     if not (out_dir / "report.html").is_file():
         write_report(record, scenario, score, out_dir)

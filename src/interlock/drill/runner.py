@@ -21,6 +21,7 @@ all map to the plant instant it was scheduled for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -44,6 +45,7 @@ from interlock.range.runtime import Range
 ATTACKER_HOST = "127.0.0.66"
 PROXY_HOST = "127.0.0.67"  # where the attacker's man-in-the-middle proxy listens
 CAPTURE_NAME = "drill.pcap"
+WARMUP_NAME = "warmup.pcap"  # the warm-up's frames: benign traffic to learn a baseline from
 
 
 class DrillError(Exception):
@@ -316,9 +318,15 @@ def defend(capture: Path, warmup_end: float | None) -> list[Any]:
     rules_dir = default_rules_dir()
     if rules_dir is None:
         raise DrillError("no detection rules found next to this installation; reinstall Interlock")
+    from interlock.detect.network.rules import RuleError
+
+    try:
+        rules = load_rules(rules_dir)
+    except RuleError as exc:
+        raise DrillError(f"{exc} (fix the rule file; the drill's detectors load every rule)") from None
     batches, _ = decode_path(capture)
     table = pa.Table.from_batches(list(batches))
-    engine = RuleEngine(load_rules(rules_dir), capture=str(capture))
+    engine = RuleEngine(rules, capture=str(capture))
     alerts: list[Any] = []
     for batch in table.to_batches():
         alerts.extend(engine.process(batch))
@@ -373,25 +381,28 @@ def run_drill(
     record = asyncio.run(_run_with_progress(drill, progress))
     if tap is not None:
         tap.stop()
-        retime(capture, drill.range)
+        retime(capture, drill.range, scenario.warmup_s)
     rng = drill.range
     to_plant = rng.plant_time_of
     alerts: list[AlertSeen]
     if alerts_file is not None:
         alerts = load_alerts(alerts_file, to_plant)
         defender = f"external alerts from {alerts_file}"
-    elif tap is not None:
-        found = defend(capture, rng.calendar_of(scenario.warmup_s))
+    else:
         # The firewall names its upstream (the device's backplane address); name the device's own.
         blocked = [
             replace(a, ts=rng.calendar_of(rng.plant_time_of(a.ts)), dst=front(a.dst), asset=front(a.asset))
             for a in rng.firewall_alerts
         ]
+        found = defend(capture, rng.calendar_of(scenario.warmup_s)) if tap is not None else []
         _write_alerts(sorted(found + blocked, key=lambda a: a.ts), out_dir / "alerts.jsonl")
         alerts = [alert_seen(a, lambda ts: ts - rng.calendar_of(0.0)) for a in found + blocked]
-        defender = "interlock rules, learned baseline" + (", inline firewall" if firewall else "")
-    else:
-        alerts, defender = [], "none"
+        parts = (["interlock rules", "learned baseline"] if tap is not None else []) + (
+            ["inline firewall"] if firewall else []
+        )
+        defender = ", ".join(parts) or "none"
+        if tap is not None:
+            write_labels(record, rng, out_dir / "labels.csv")
     if alerts_file is None:
         # External teams are scored on their own alerts only; Interlock's process detectors judge
         # the historian (fitted on the warm-up) whether or not the capture could be taken.
@@ -412,19 +423,49 @@ def run_drill(
     return record, score
 
 
-def retime(capture: Path, rng: Range) -> None:
+def write_labels(record: DrillRecord, rng: Range, path: Path) -> None:
+    """The ground truth as ``interlock eval network`` labels (its generic CSV: start, end,
+    technique, source, destination; epoch seconds on the capture's plant calendar), so a drill's
+    capture is a labelled evaluation set: ``interlock eval network drill.pcap --labels labels.csv``."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["start", "end", "technique", "source", "destination"])
+        for a in record.truth:
+            for technique in a.attack_ids[:1]:  # the technique's first (main) ATT&CK id
+                out.writerow(
+                    [
+                        f"{rng.calendar_of(a.start_s):.6f}",
+                        f"{rng.calendar_of(a.end_s):.6f}",
+                        technique,
+                        _host(a.source),
+                        _host(a.target),
+                    ]
+                )
+
+
+def retime(capture: Path, rng: Range, warmup_s: float | None = None) -> None:
     """Rewrite the capture's timestamps to the plant's calendar, so the defenders see the traffic at
-    the pace the plant lived it (one HMI poll a plant second), whatever the speed of the run."""
+    the pace the plant lived it (one HMI poll a plant second), whatever the speed of the run.
+    With ``warmup_s``, the warm-up's frames also go to ``warmup.pcap`` beside it: the benign
+    capture an evaluation learns its baseline from."""
     from interlock.capture.pcap import PcapWriter, read_frames
 
     tmp = capture.with_suffix(".tmp")
-    with capture.open("rb") as src, tmp.open("wb") as dst:
+    cut = rng.calendar_of(warmup_s) if warmup_s is not None else None
+    with capture.open("rb") as src, tmp.open("wb") as dst, contextlib.ExitStack() as stack:
         writer = PcapWriter(dst)
+        benign = None
+        if cut is not None:
+            benign = PcapWriter(stack.enter_context((capture.parent / WARMUP_NAME).open("wb")))
         last = 0.0
         for _no, ts, _lt, data in read_frames(src, str(capture)):
             # Monotone by construction; the max() guards against clock steps of the host.
             last = max(last, rng.calendar_of(rng.plant_time_of(ts)))
             writer.write(last, data)
+            if benign is not None and cut is not None and last < cut:
+                benign.write(last, data)
     tmp.replace(capture)
 
 
