@@ -84,6 +84,12 @@ def test_ground_truth_matches_the_packets_the_techniques_sent(tmp_path: Path) ->
         assert sent.get(action.source) == action.requests, action
     # ...and nothing else came from the attacker's address.
     assert set(sent) == {a.source for a in direct}
+    # The labels for `interlock eval network` are the ground truth; the warm-up capture is benign.
+    labels = (tmp_path / "labels.csv").read_text().splitlines()
+    assert labels[0] == "start,end,technique,source,destination" and len(labels) == len(record.truth) + 1
+    warm = decode_records(tmp_path / "warmup.pcap")
+    assert warm and all(r["src"] != ATTACKER for r in warm)
+    assert max(r["ts"].timestamp() for r in warm) < 1_767_592_800.0 + scenario.warmup_s
     # The capture is on the plant's calendar: the first attacker request sits at its inject time.
     first = min(r["ts"] for r in rows if r["src"] == ATTACKER)
     assert first.timestamp() - 1_767_592_800.0 == pytest.approx(scenario.injects[0].at_s, abs=0.5)
