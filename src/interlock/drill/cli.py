@@ -114,9 +114,9 @@ def _run_one(scenario: Scenario, out_dir: Path, *, seed: int | None, alerts: Pat
     The runner writes the report and stores the drill itself when it takes ``db``/``store``;
     a campaign stores with its own calendar date and name, so it asks the runner not to.
     """
+    from interlock.drill.model import DrillError
     from interlock.drill.programme import ProgrammeError, record_drill
     from interlock.drill.report import write_report
-    from interlock.drill.runner import DrillError
     from interlock.drill.score import AlertFormatError
 
     run_drill = _runner()

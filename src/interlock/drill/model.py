@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+
+class DrillError(Exception):
+    """A drill that cannot run (a broken rule file, ...); the message says what to do."""
+
+
 NeutralizationKind = Literal["blocked", "safe_state", "sis_trip", "playbook"]
 NEUTRALIZATION_KINDS: tuple[str, ...] = ("blocked", "safe_state", "sis_trip", "playbook")
 

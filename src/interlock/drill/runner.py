@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from interlock.drill.model import (
     AlertSeen,
+    DrillError,
     DrillRecord,
     Inject,
     Neutralization,
@@ -46,10 +47,6 @@ ATTACKER_HOST = "127.0.0.66"
 PROXY_HOST = "127.0.0.67"  # where the attacker's man-in-the-middle proxy listens
 CAPTURE_NAME = "drill.pcap"
 WARMUP_NAME = "warmup.pcap"  # the warm-up's frames: benign traffic to learn a baseline from
-
-
-class DrillError(Exception):
-    """A drill that cannot run; the message says what to do."""
 
 
 def resolve_params(rng: Range, inj: Inject, protocol: str) -> dict[str, Any]:
