@@ -17,15 +17,35 @@ from interlock.range.pid import Pid
 from interlock.range.plc import Plc
 
 
+def _pi(
+    plc: Plc, pid: Pid, dt_s: float, *, sp: str, pv: str, kp: str, ti: str, mode: str, manual: str
+) -> float:
+    """One PI block whose setpoint, gains, mode and manual output are registers, read every scan
+    (a network write changes the loop at once, as on a real controller)."""
+    pid.kp, pid.ti_s = plc.get(kp), max(1.0, plc.get(ti))
+    return pid.update(plc.get(sp), plc.inputs[pv], dt_s, auto=plc.get(mode) >= 1, manual=plc.get(manual))
+
+
+class _Program:
+    """What every control program shares: the optional watermark dither on one actuator."""
+
+    def __init__(self, watermark: Callable[[float], float] | None = None) -> None:
+        self.watermark = watermark  # range.watermark: a keyed dither, off by default
+
+    def dither(self, plant_time_s: float) -> float:
+        return self.watermark(plant_time_s) if self.watermark else 0.0
+
+
 def _alarm(plc: Plc, tag: str, active: bool) -> None:
     plc.set(tag, 1.0 if active and plc.values.get("alarms_enabled", 1.0) else 0.0)
 
 
-class GasPipelineLogic:
-    """Discharge pressure -> compressor speed (PI); surge margin -> recycle valve (PI); block valves."""
+class GasPipelineLogic(_Program):
+    """Discharge pressure -> compressor speed (PI); surge margin -> recycle valve (PI); block valves.
+    The watermark dithers the recycle valve."""
 
     def __init__(self, watermark: Callable[[float], float] | None = None) -> None:
-        self.watermark = watermark  # optional dither on the recycle valve (range.watermark), off by default
+        super().__init__(watermark)
         self.speed = Pid(kp=0.05, ti_s=300.0, out_low=0.0, out_high=1.05)
         self.recycle = Pid(kp=0.05, ti_s=20.0, out_low=0.0, out_high=1.0)
 
@@ -37,13 +57,16 @@ class GasPipelineLogic:
 
     def run(self, plc: Plc, dt_s: float) -> None:
         pv, plant = plc.inputs, plc.plant
-        self.speed.kp, self.speed.ti_s = plc.get("pressure_kp"), max(1.0, plc.get("pressure_ti_s"))
-        speed = self.speed.update(
-            plc.get("discharge_sp_bar"),
-            pv["discharge_bar"],
+        speed = _pi(
+            plc,
+            self.speed,
             dt_s,
-            auto=plc.get("speed_mode") >= 1,
-            manual=plc.get("speed_manual"),
+            sp="discharge_sp_bar",
+            pv="discharge_bar",
+            kp="pressure_kp",
+            ti="pressure_ti_s",
+            mode="speed_mode",
+            manual="speed_manual",
         )
         if plc.get("compressor_run") < 0.5:
             speed = 0.0
@@ -56,9 +79,7 @@ class GasPipelineLogic:
             manual=plc.get("recycle_manual"),
         )
         plant.set_actuator("compressor_speed", speed)
-        plant.set_actuator(
-            "recycle_valve", recycle + (self.watermark(plant.time_s) if self.watermark else 0.0)
-        )
+        plant.set_actuator("recycle_valve", recycle + self.dither(plant.time_s))
         plant.set_actuator("inlet_block_valve", plc.get("inlet_block_valve"))
         plant.set_actuator("outlet_block_valve", plc.get("outlet_block_valve"))
         plc.set("speed_output", speed)
@@ -69,11 +90,12 @@ class GasPipelineLogic:
         _alarm(plc, "surge_alarm", speed > 0.0 and pv["surge_margin_kg_s"] < 0.0)
 
 
-class ReactorLogic:
-    """Reactor temperature -> jacket coolant temperature (PI, reverse acting); feed on its coil."""
+class ReactorLogic(_Program):
+    """Reactor temperature -> jacket coolant temperature (PI, reverse acting); feed on its coil.
+    The watermark dithers the coolant."""
 
     def __init__(self, watermark: Callable[[float], float] | None = None) -> None:
-        self.watermark = watermark  # optional dither on the coolant (range.watermark), off by default
+        super().__init__(watermark)
         self.temp = Pid(kp=2.0, ti_s=120.0, out_low=280.0, out_high=320.0)
 
     def initial(self, plc: Plc) -> dict[str, float]:
@@ -83,28 +105,30 @@ class ReactorLogic:
 
     def run(self, plc: Plc, dt_s: float) -> None:
         pv, plant = plc.inputs, plc.plant
-        self.temp.kp, self.temp.ti_s = plc.get("temp_kp"), max(1.0, plc.get("temp_ti_s"))
-        coolant = self.temp.update(
-            plc.get("temp_sp_k"),
-            pv["reactor_temp_k"],
+        coolant = _pi(
+            plc,
+            self.temp,
             dt_s,
-            auto=plc.get("temp_mode") >= 1,
-            manual=plc.get("coolant_manual_k"),
+            sp="temp_sp_k",
+            pv="reactor_temp_k",
+            kp="temp_kp",
+            ti="temp_ti_s",
+            mode="temp_mode",
+            manual="coolant_manual_k",
         )
-        plant.set_actuator(
-            "coolant_temp_k", coolant + (self.watermark(plant.time_s) if self.watermark else 0.0)
-        )
+        plant.set_actuator("coolant_temp_k", coolant + self.dither(plant.time_s))
         plant.set_actuator("feed_flow_lpm", plc.get("feed_sp_lpm") if plc.get("feed_enable") >= 0.5 else 0.0)
         plc.set("coolant_output_k", coolant)
         plc.set("sis_tripped", 1.0 if plant.sis.tripped else 0.0)
         _alarm(plc, "high_temp_alarm", pv["reactor_temp_k"] > plc.get("tah_setpoint_k"))
 
 
-class RefineryLogic:
-    """Coil outlet temperature -> fuel (PI); drum and bottoms levels -> their draw valves (PI, direct)."""
+class RefineryLogic(_Program):
+    """Coil outlet temperature -> fuel (PI); drum and bottoms levels -> their draw valves (PI, direct).
+    The watermark dithers the fuel valve."""
 
     def __init__(self, watermark: Callable[[float], float] | None = None) -> None:
-        self.watermark = watermark  # optional dither on the fuel valve (range.watermark), off by default
+        super().__init__(watermark)
         self.cot = Pid(kp=0.01, ti_s=120.0, out_low=0.0, out_high=1.0)
         self.drum = Pid(kp=0.02, ti_s=300.0, out_low=0.0, out_high=1.0, direct=True)
         self.bottoms = Pid(kp=0.02, ti_s=300.0, out_low=0.0, out_high=1.0, direct=True)
@@ -131,17 +155,20 @@ class RefineryLogic:
 
     def run(self, plc: Plc, dt_s: float) -> None:
         pv, plant = plc.inputs, plc.plant
-        self.cot.kp, self.cot.ti_s = plc.get("cot_kp"), max(1.0, plc.get("cot_ti_s"))
-        fuel = self.cot.update(
-            plc.get("cot_sp_c"),
-            pv["heater_outlet_c"],
+        fuel = _pi(
+            plc,
+            self.cot,
             dt_s,
-            auto=plc.get("heater_mode") >= 1,
-            manual=plc.get("fuel_manual"),
+            sp="cot_sp_c",
+            pv="heater_outlet_c",
+            kp="cot_kp",
+            ti="cot_ti_s",
+            mode="heater_mode",
+            manual="fuel_manual",
         )
         drum = self.drum.update(plc.get("drum_level_sp_pct"), pv["reflux_drum_level_pct"], dt_s)
         bottoms = self.bottoms.update(plc.get("bottoms_level_sp_pct"), pv["bottoms_level_pct"], dt_s)
-        plant.set_actuator("fuel_valve", fuel + (self.watermark(plant.time_s) if self.watermark else 0.0))
+        plant.set_actuator("fuel_valve", fuel + self.dither(plant.time_s))
         plant.set_actuator("distillate_valve", drum)
         plant.set_actuator("bottoms_valve", bottoms)
         plant.set_actuator("feed_flow", plc.get("feed_sp") if plc.get("feed_enable") >= 0.5 else 0.0)
