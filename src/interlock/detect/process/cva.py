@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from interlock.detect.process.base import FloatArray, ProcessDetector, Standardizer
-from interlock.detect.process.dpca import lagged, out_of_sample, running_min
+from interlock.detect.process.base import FloatArray, Standardizer
+from interlock.detect.process.dpca import HeldOutLimits, lagged
 
 
 class _Model:
@@ -38,7 +38,7 @@ def _inv_sqrt(cov: FloatArray, ridge: float) -> FloatArray:
     return np.asarray((u / np.sqrt(w)) @ u.T, dtype=np.float64)
 
 
-class CVADetector(ProcessDetector):
+class CVADetector(HeldOutLimits[_Model]):
     name = "cva"
 
     def __init__(
@@ -77,8 +77,8 @@ class CVADetector(ProcessDetector):
         c, *_ = np.linalg.lstsq(design, z[h + 1 :], rcond=None)
         return _Model(scaler, wp, v, k, np.asarray(c, dtype=np.float64))
 
-    def _stats_of(self, model: object, x: FloatArray, start: int = 0) -> FloatArray:
-        m = model if isinstance(model, _Model) else self.model_
+    def _stats_of(self, model: _Model, x: FloatArray, start: int = 0) -> FloatArray:
+        m = model
         z = m.scaler(x)
         w = lagged(z, self.lags) @ m.whiten
         proj = w @ m.v
@@ -88,20 +88,8 @@ class CVADetector(ProcessDetector):
         err = z - np.hstack([prev, np.ones((len(z), 1))]) @ m.c
         return np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)])
 
-    def _fit(self, x: FloatArray) -> None:
-        held_out = out_of_sample(x, self.folds, 4 * self.lags + 10, self._model, self._stats_of)
-        self.limits_ = np.maximum(np.quantile(held_out, self.quantile, axis=0), 1e-12)
-        self.model_ = self._model(x)
-        self.held_out_ = self._combine(held_out)
-
-    def _combine(self, stats: FloatArray) -> FloatArray:
-        return running_min(np.asarray((stats / self.limits_).max(axis=1), dtype=np.float64), self.persist)
-
-    def _score(self, x: FloatArray) -> FloatArray:
-        return self._combine(self._stats_of(self.model_, x))
-
-    def _train_scores(self, x: FloatArray) -> FloatArray:
-        return self.held_out_
+    def _min_fold_rows(self) -> int:
+        return 4 * self.lags + 10
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         # Each tag's squared one-step prediction error: the tags the state model cannot explain.

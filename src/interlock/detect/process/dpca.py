@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from interlock.detect.process.base import FloatArray, ProcessDetector, Standardizer
+
+M = TypeVar("M")  # a detector's fitted model
 
 
 def lagged(z: FloatArray, lags: int) -> FloatArray:
@@ -44,8 +47,8 @@ def running_min(x: FloatArray, k: int) -> FloatArray:
 
 
 def out_of_sample(
-    x: FloatArray, folds: int, min_rows: int, fit: Callable[[FloatArray], object],
-    stats: Callable[[object, FloatArray, int], FloatArray],
+    x: FloatArray, folds: int, min_rows: int, fit: Callable[[FloatArray], M],
+    stats: Callable[[M, FloatArray, int], FloatArray],
 ) -> FloatArray:  # fmt: skip
     """Statistics of every row from a model that did not see its block (blocked K-fold).
 
@@ -63,7 +66,44 @@ def out_of_sample(
     return np.vstack(out)
 
 
-class DynamicPCADetector(ProcessDetector):
+class HeldOutLimits(ProcessDetector, Generic[M]):
+    """Detectors judged by several statistics (T2, SPE, ...), each with a limit at its
+    ``quantile`` over held-out normal data (``out_of_sample``); the score is the largest
+    statistic over its limit, kept only after ``persist`` rows in a row. Subclasses give
+    ``_model``, ``_stats_of``, the smallest fold (``_min_fold_rows``) and the fields
+    ``folds``, ``quantile``, ``persist``."""
+
+    folds: int
+    quantile: float
+    persist: int
+    model_: M
+
+    def _model(self, x: FloatArray) -> M:
+        raise NotImplementedError
+
+    def _stats_of(self, model: M, x: FloatArray, start: int = 0) -> FloatArray:
+        raise NotImplementedError
+
+    def _min_fold_rows(self) -> int:
+        raise NotImplementedError
+
+    def _fit(self, x: FloatArray) -> None:
+        held_out = out_of_sample(x, self.folds, self._min_fold_rows(), self._model, self._stats_of)
+        self.limits_ = np.maximum(np.quantile(held_out, self.quantile, axis=0), 1e-12)
+        self.model_ = self._model(x)
+        self.held_out_ = self._combine(held_out)
+
+    def _combine(self, stats: FloatArray) -> FloatArray:
+        return running_min(np.asarray((stats / self.limits_).max(axis=1), dtype=np.float64), self.persist)
+
+    def _score(self, x: FloatArray) -> FloatArray:
+        return self._combine(self._stats_of(self.model_, x))
+
+    def _train_scores(self, x: FloatArray) -> FloatArray:
+        return self.held_out_
+
+
+class DynamicPCADetector(HeldOutLimits[tuple[Standardizer, FloatArray, FloatArray, FloatArray]]):
     """T²/SPE on standardized tags and their ``lags`` past rows.
 
     ``n_components``: an int, or a float share of the lagged variance to keep.
@@ -101,31 +141,17 @@ class DynamicPCADetector(ProcessDetector):
         k = max(1, min(k, len(var)))
         return scaler, mean, vt[:k].T, np.maximum(var[:k], 1e-12)
 
-    def _stats_of(self, model: object, x: FloatArray, start: int = 0) -> FloatArray:
-        assert isinstance(model, tuple)
-        scaler: Standardizer = model[0]
-        mean: FloatArray = model[1]
-        p: FloatArray = model[2]
-        var: FloatArray = model[3]
+    def _stats_of(
+        self, model: tuple[Standardizer, FloatArray, FloatArray, FloatArray], x: FloatArray, start: int = 0
+    ) -> FloatArray:
+        scaler, mean, p, var = model
         a = lagged(scaler(x), self.lags) - mean
         t = a @ p
         resid = a - t @ p.T
         return np.column_stack([np.sum(t**2 / var, axis=1), np.sum(resid**2, axis=1)])
 
-    def _fit(self, x: FloatArray) -> None:
-        held_out = out_of_sample(x, self.folds, 2 * self.lags + 10, self._model, self._stats_of)
-        self.limits_ = np.maximum(np.quantile(held_out, self.quantile, axis=0), 1e-12)
-        self.model_ = self._model(x)
-        self.held_out_ = self._combine(held_out)
-
-    def _combine(self, stats: FloatArray) -> FloatArray:
-        return running_min(np.asarray((stats / self.limits_).max(axis=1), dtype=np.float64), self.persist)
-
-    def _score(self, x: FloatArray) -> FloatArray:
-        return self._combine(self._stats_of(self.model_, x))
-
-    def _train_scores(self, x: FloatArray) -> FloatArray:
-        return self.held_out_
+    def _min_fold_rows(self) -> int:
+        return 2 * self.lags + 10
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         # Each tag's share of SPE, summed over its lagged copies.
