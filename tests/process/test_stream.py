@@ -50,3 +50,28 @@ def test_row_by_row_gives_the_batch_scores(name: str) -> None:
     spoofed = dict(rows[-1], P_OUT=rows[-1]["P_OUT"] + 5.0)
     alert = OnlineMonitor(live).update(spoofed)
     assert alert is not None and "P_OUT" in alert.tags
+
+
+@pytest.mark.parametrize("name", ["residual", "pca"])
+def test_the_fast_row_scorer_matches_the_generic_path_from_the_first_row(name: str) -> None:
+    train, test = plant(600, 0), plant(80, 1)
+    det = detector_class(name)(smooth=2).fit(train)
+    fast, generic = RowByRow(det), RowByRow(det, fast=False)
+    assert fast._scorer is not None and generic._scorer is None
+    rows = [dict(zip(test.tags, map(float, r), strict=True)) for r in test.values]
+    rows[50] = dict(rows[50], L_TANK=rows[50]["L_TANK"] + 8.0)  # one spoofed row among normal ones
+    scores = [fast.score_one(r) for r in rows]
+    np.testing.assert_allclose(scores, [generic.score_one(r) for r in rows], rtol=1e-9, atol=1e-12)
+    # The row scorer fills the lags with the first row, as batch scoring does: equal from row 0.
+    batch = det.score(type(test)(test.tags, np.array([[r[t] for t in test.tags] for r in rows])))
+    np.testing.assert_allclose(scores, batch, rtol=1e-9, atol=1e-12)
+    assert max(scores) == max(scores[50:52]) > det.threshold_
+
+
+def test_a_detector_without_a_row_scorer_keeps_the_generic_path() -> None:
+    train, test = plant(300, 0), plant(40, 1)
+    det = detector_class("iforest")().fit(train)
+    live = RowByRow(det)
+    assert live._scorer is None
+    rows = [dict(zip(test.tags, map(float, r), strict=True)) for r in test.values]
+    np.testing.assert_allclose([live.score_one(r) for r in rows], det.score(test), rtol=1e-9, atol=1e-12)

@@ -8,6 +8,8 @@ baseline, where the limits are 99% control limits).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 from sklearn.decomposition import PCA  # type: ignore[import-untyped]
@@ -51,3 +53,21 @@ class PCADetector(ProcessDetector):
         z = self.scaler_(x[rows])
         resid = z - self.pca_.inverse_transform(self.pca_.transform(z))
         return np.asarray(resid**2, dtype=np.float64)
+
+    def _row_scorer(self) -> Callable[[FloatArray], float]:
+        """``_score`` of one raw row, for streaming: the fitted matrices once, then a few dot products."""
+        if self.pca_.whiten:
+            raise NotImplementedError("a whitened PCA has no row scorer")
+        mean, scale = self.scaler_.mean, self.scaler_.scale
+        centre = np.asarray(self.pca_.mean_, dtype=np.float64)
+        comp = np.asarray(self.pca_.components_, dtype=np.float64)  # (k, tags)
+        inv_var = 1.0 / np.maximum(self.pca_.explained_variance_, 1e-12)
+        t2_limit, spe_limit = self.t2_limit_, self.spe_limit_
+
+        def score(row: FloatArray) -> float:
+            zc = (row - mean) / scale - centre
+            t = comp @ zc
+            resid = zc - t @ comp
+            return max(float(t * t @ inv_var) / t2_limit, float(resid @ resid) / spe_limit)
+
+        return score

@@ -11,6 +11,8 @@ from that constant (any change is anomalous); they also feed no model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import Ridge  # type: ignore[import-untyped]
@@ -80,3 +82,35 @@ class ResidualDetector(ProcessDetector):
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         # Lags need the rows before, so compute on the whole frame and pick the rows.
         return np.asarray(self._normalized(x)[rows], dtype=np.float64)
+
+    def _row_scorer(self) -> Callable[[FloatArray], float]:
+        """``_score`` of each row in turn, for streaming: it keeps the ``lags`` rows before it.
+
+        Every tag model folds into one weight matrix over the design row (zero weights where a
+        model does not look, and none for the constant tags), so a row costs one product. Before
+        ``lags`` rows have been seen the first row stands in for the missing ones, as in ``_design``.
+        """
+        n_tags = len(self.scaler_.mean)
+        weights = np.zeros(((self.lags + 1) * n_tags, n_tags))
+        intercept = np.zeros(n_tags)
+        for j, cols, model in self.models_:
+            weights[cols, j] = model.coef_
+            intercept[j] = model.intercept_
+        mean, scale, sigma = self.scaler_.mean, self.scaler_.scale, self.sigma_
+        design = np.zeros((self.lags + 1, n_tags))  # row k: the standardized row k steps ago
+        flat = design.reshape(-1)
+        seen = False
+
+        def score(row: FloatArray) -> float:
+            nonlocal seen
+            z = (row - mean) / scale
+            if seen:
+                design[1:] = design[:-1]
+                design[0] = z
+            else:
+                design[:] = z
+                seen = True
+            resid = z - (flat @ weights + intercept)
+            return float(np.max(np.abs(resid) / sigma))
+
+        return score

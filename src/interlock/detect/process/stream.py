@@ -15,7 +15,11 @@ is the tag's distance outside (or, if inside, from the middle of) its training r
 ``RowByRow`` gives the same streaming form to a fitted batch detector whose score at a row depends
 only on that row and a few before it (``residual``: the ARX lags; ``pca``: none): it keeps those
 rows in a ring buffer and scores the newest, so the live range can run the detector that scored
-best on the benchmarks, with exactly its batch scores. It learns nothing online.
+best on the benchmarks, with exactly its batch scores. It learns nothing online. A detector with
+a ``_row_scorer()`` method (``pca``, ``residual``) is scored through it: a callable that takes one
+raw row and keeps its own lag buffer, with the fitted matrices prepared once, so a row costs a few
+small products instead of a batch ``_score`` over the rebuilt window. Any other detector falls
+back to that generic path.
 
 ``OnlineMonitor`` glues any streaming detector to a live source: it assembles the latest value of
 every tag polled at one plant time into a row, scores it against the threshold learned on normal
@@ -26,7 +30,7 @@ absorbed while an attack is not learned).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -117,18 +121,25 @@ class RowByRow:
     """A fitted batch detector scored one row at a time (see the module docstring).
 
     ``memory``: rows before the current one the score depends on (``lags`` for ``residual``,
-    0 for a row-wise detector); ``smooth`` is applied as in batch scoring.
+    0 for a row-wise detector); ``smooth`` is applied as in batch scoring. ``fast``: score through
+    the detector's ``_row_scorer`` when it has one (and ``memory`` is its own); ``False`` forces
+    the generic path.
     """
 
-    def __init__(self, detector: ProcessDetector, memory: int | None = None) -> None:
+    def __init__(self, detector: ProcessDetector, memory: int | None = None, fast: bool = True) -> None:
         if not hasattr(detector, "threshold_"):
             raise ValueError(f"{type(detector).__name__} is not fitted: call fit(train) first")
         self.detector = detector
-        self.memory = int(getattr(detector, "lags", 0)) if memory is None else memory
+        own = int(getattr(detector, "lags", 0))
+        self.memory = own if memory is None else memory
         self.tags_ = detector.tags_
         self.threshold_ = detector.threshold_
         self._rows: deque[FloatArray] = deque(maxlen=self.memory + 1)
         self._raw: deque[float] = deque(maxlen=max(1, detector.smooth))
+        make = getattr(detector, "_row_scorer", None)
+        self._scorer: Callable[[FloatArray], float] | None = (
+            make() if fast and make is not None and self.memory == own else None
+        )
 
     def _vector(self, row: Mapping[str, float]) -> FloatArray:
         return np.array([float(row[t]) for t in self.tags_])
@@ -137,17 +148,28 @@ class RowByRow:
         """A fixed model: nothing is learned online."""
 
     def score_one(self, row: Mapping[str, float]) -> float:
-        self._rows.append(self._vector(row))
-        x = np.vstack(self._rows)
-        raw = float(np.nan_to_num(self.detector._score(x)[-1], nan=0.0, posinf=1e12, neginf=0.0))
+        v = self._vector(row)
+        self._rows.append(v)  # explain_one reads the window
+        if self._scorer is not None:
+            raw = _finite(self._scorer(v))
+        else:
+            x = np.vstack(self._rows)
+            raw = float(np.nan_to_num(self.detector._score(x)[-1], nan=0.0, posinf=1e12, neginf=0.0))
         self._raw.append(raw)
-        return float(np.mean(self._raw))
+        return sum(self._raw) / len(self._raw)
 
     def explain_one(self, row: Mapping[str, float]) -> list[tuple[str, float]]:
         # The ring buffer already holds this row (score_one came first).
         x = np.vstack(self._rows) if self._rows else self._vector(row)[None, :]
         w = self.detector._blame(x, np.array([len(x) - 1]))[0]
         return sorted(zip(self.tags_, map(float, w), strict=True), key=lambda kv: -kv[1])
+
+
+def _finite(score: float) -> float:
+    """As ``np.nan_to_num`` in batch scoring: NaN and -inf to 0, +inf to 1e12."""
+    if score != score or score == -np.inf:
+        return 0.0
+    return 1e12 if score == np.inf else score
 
 
 @dataclass
