@@ -178,7 +178,6 @@ class Drill:
         await proxy.start()
         await self.range.masters[inj.target].repoint(*listen)
         self._proxies[inj.id] = proxy
-        record_s = float(inj.params.get("record", 120.0))
         self.truth.append(
             TruthAction(
                 inj.id,
@@ -192,7 +191,6 @@ class Drill:
                 "ok",
             )
         )
-        self._replay_at = self.range.time_s + record_s
 
     async def _service_replays(self) -> None:
         for inj_id, proxy in list(self._proxies.items()):
@@ -251,7 +249,6 @@ class Drill:
                 await proxy.close()
         finally:
             await rng.stop()
-        hazards = [(t, _Hazard(h, tag, v, _limit(rng, h))) for t, h, tag, v in rng.events.hazards]
         trips = rng.plant.sis.events
         neutral = [
             Neutralization(e.time_s, "sis_trip", None, f"{e.trip} on {e.tag} = {e.value:.2f}") for e in trips
@@ -264,7 +261,7 @@ class Drill:
             alerts=(),
             neutralizations=tuple(neutral),
             trends=rng.historian.table(),
-            hazards=hazard_events(hazards, trips),
+            hazards=hazard_events(rng.events.hazards, trips),
             started_wall=started,
             ended_wall=time.time(),
             duration_s=rng.time_s,
@@ -287,18 +284,6 @@ def front(text: str) -> str:
 
 def _host(endpoint: str) -> str:
     return endpoint.rsplit(":", 1)[0]
-
-
-class _Hazard:
-    def __init__(self, hazard: str, tag: str, value: float, limit: float) -> None:
-        self.hazard, self.tag, self.value, self.limit = hazard, tag, value, limit
-
-
-def _limit(rng: Range, hazard: str) -> float:
-    for lim in rng.plant.SAFETY_LIMITS:
-        if lim.hazard == hazard:
-            return float(lim.high if lim.high is not None else lim.low if lim.low is not None else 0.0)
-    return 0.0
 
 
 # -- the defenders ---------------------------------------------------------------------------

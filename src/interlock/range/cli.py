@@ -205,7 +205,7 @@ def _summary(rng: Any, wall: float, historian: Path | None) -> None:
             table.add_row(tag, f"{min(values):.2f}", f"{max(values):.2f}", f"{lo:g} to {hi:g}")
     console.print(table)
     trips = ", ".join(f"{e.trip} at {e.time_s:.0f} s" for e in rng.plant.sis.events) or "none"
-    hazards = ", ".join(f"{h} at {t:.0f} s" for t, h, _tag, _v in rng.events.hazards) or "none"
+    hazards = ", ".join(f"{h.hazard} at {t:.0f} s" for t, h in rng.events.hazards) or "none"
     console.print(f"SIS trips: {trips}; hazards: {hazards}; network writes: {len(rng.events.writes)}")
     if historian is not None:
         console.print(f"historian: {historian} ({len(rng.historian)} rows)")

@@ -32,7 +32,7 @@ from interlock.range.hmi import ModbusMaster
 from interlock.range.logic import LOGIC, SisLogic, apply_sis_settings
 from interlock.range.modbus_server import PlcModbusServer
 from interlock.range.plants import PLANTS
-from interlock.range.plants.base import Plant
+from interlock.range.plants.base import Hazard, Plant
 from interlock.range.plc import Logic, Plc, WriteEvent
 from interlock.range.points import PointList, load_point_list
 from interlock.range.watermark import Watermark
@@ -82,9 +82,7 @@ class RangeEvents:
         default_factory=list
     )  # t, device, tag, value, detail
     comm_failures: list[tuple[float, str]] = field(default_factory=list)  # t, device
-    hazards: list[tuple[float, str, str, float]] = field(
-        default_factory=list
-    )  # t, hazard, tag, value (onsets)
+    hazards: list[tuple[float, Hazard]] = field(default_factory=list)  # onsets: plant time, what
 
 
 class Range:
@@ -271,7 +269,7 @@ class Range:
         self._publish_field()
         for hazard in self.plant.hazards():
             if hazard.hazard not in self._hazards_on:
-                self.events.hazards.append((self.plant.time_s, hazard.hazard, hazard.tag, hazard.value))
+                self.events.hazards.append((self.plant.time_s, hazard))
         self._hazards_on = {h.hazard for h in self.plant.hazards()}
 
     async def advance(self, seconds: float, *, on_poll: Callable[[], None] | None = None) -> None:
