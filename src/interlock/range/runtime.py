@@ -339,9 +339,9 @@ class Range:
         for dev in self.field:
             for cmd in dev.take_commands():
                 self._apply_command(dev.name, cmd.tag, cmd.value, cmd.detail)
-            if getattr(dev, "role", "") == "sis" or dev.name.startswith("sis"):
-                settings = dev.writable()
-                apply_sis_settings(self.plant, self.points.device(dev.name).points, settings)
+            device = self.points.device(dev.name)
+            if device.role == "sis":  # the point list says what a device is, not its name
+                apply_sis_settings(self.plant, device.points, dev.writable())
                 if getattr(dev, "cpu_running", True) is False:
                     self.plant.sis.enabled = False  # a stopped safety CPU protects nothing
 
