@@ -8,7 +8,7 @@ from scipy.optimize import fsolve
 
 from interlock.range.clock import VirtualClock
 from interlock.range.demo import pipeline_excursion, reactor_excursion
-from interlock.range.plants import PLANTS, GasPipeline, Reactor
+from interlock.range.plants import PLANTS, GasPipeline, Plant, Reactor
 from interlock.range.plants.gas_pipeline import MAOP_BAR, TRIP_HIGH_BAR
 from interlock.range.plants.reactor import RUNAWAY_TEMP_K, TRIP_TEMP_K, rates_per_min
 
@@ -110,16 +110,20 @@ def test_pipeline_sis_trips_before_maop() -> None:
     assert ran.plant.hazards() == ()
 
 
+def sensor_trace(plant: Plant, steps: int, at: int, actuator: str, value: float) -> list[list[float]]:
+    """Control sensor readings of ``plant`` every plant second, ``actuator`` set to ``value`` at ``at``."""
+    out = []
+    for i in range(steps):
+        if i == at:
+            plant.set_actuator(actuator, value)
+        plant.step(1.0)
+        out.append(list(plant.sensors().values()))
+    return out
+
+
 def test_same_seed_same_trajectory_other_seed_other_noise() -> None:
     def trace(seed: int) -> list[list[float]]:
-        plant = Reactor(seed=seed)
-        out = []
-        for i in range(600):
-            if i == 100:
-                plant.set_actuator("coolant_temp_k", 305.0)
-            plant.step(1.0)
-            out.append(list(plant.sensors().values()))
-        return out
+        return sensor_trace(Reactor(seed=seed), 600, 100, "coolant_temp_k", 305.0)
 
     assert trace(7) == trace(7)
     assert trace(7) != trace(8)

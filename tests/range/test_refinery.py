@@ -16,6 +16,7 @@ from interlock.range.plants.refinery import (
     TUBE_LIMIT_C,
     TUBE_TRIP_C,
 )
+from tests.range.test_plants import sensor_trace
 
 MEASUREMENTS = {
     "heater_outlet_c",
@@ -174,14 +175,7 @@ def test_the_figure_hour_stays_in_its_envelope_under_level_control() -> None:
 
 def test_same_seed_same_sensors_other_seed_other_noise() -> None:
     def trace(seed: int) -> list[list[float]]:
-        plant = Refinery(seed=seed)
-        out = []
-        for i in range(900):
-            if i == 100:
-                plant.set_actuator("reboiler_duty", 20.0)
-            plant.step(1.0)
-            out.append(list(plant.sensors().values()))
-        return out
+        return sensor_trace(Refinery(seed=seed), 900, 100, "reboiler_duty", 20.0)
 
     assert trace(7) == trace(7)
     assert trace(7) != trace(8)
