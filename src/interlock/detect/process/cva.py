@@ -14,6 +14,20 @@ states that best predict the future, the rest span the residual space. Three sta
 ``n_states`` as an int, or a float: keep the states whose canonical correlation is at least that
 value. The limits, the ``persist`` rule and the threshold work as in ``dpca`` (held-out blocks of
 the normal training data, never fault data).
+
+``ewma`` (λ, 0 = off): a multivariate EWMA (Lowry, Woodall, Champ and Rigdon 1992) of each of the
+three vectors behind the statistics (the states, the whitened past in the residual space, the
+one-step prediction error), z_t = λ x_t + (1 - λ) z_{t-1} from z = 0, causal; the statistics are
+the squared norms of the filtered vectors. A small sustained shift adds up in the filter while
+the noise averages out, at the price of delay (about 1/λ rows of memory). Each filtered vector
+is divided by the square root of its exact start-up variance factor
+λ/(2 - λ) · (1 - (1 - λ)^(2(t+1))) (the white-noise case), so the first rows, where the filter
+has little history, are on the scale of the later ones. Every scoring run starts the filter
+afresh, a held-out block as well as a test file, so the limits see the same start-up.
+``keep_raw`` (with ``ewma`` > 0) monitors the three unfiltered statistics beside the three
+filtered ones, each against its own held-out limit (a combined Shewhart-EWMA scheme, as in Lucas
+and Saccucci 1990): the filter averages out fast, zero-mean changes such as an oscillation,
+which the raw statistics still see.
 """
 
 from __future__ import annotations
@@ -38,6 +52,22 @@ def _inv_sqrt(cov: FloatArray, ridge: float) -> FloatArray:
     return np.asarray((u / np.sqrt(w)) @ u.T, dtype=np.float64)
 
 
+def _ewma(x: FloatArray, lam: float, start: int) -> FloatArray:
+    """Causal EWMA of the rows from ``start`` on (z = 0 before it), each row divided by the square
+    root of its start-up variance factor; the rows before ``start`` are returned unchanged."""
+    if not 0 < lam <= 1:
+        raise ValueError(f"ewma must be in (0, 1], not {lam}")
+    out = np.array(x, dtype=np.float64, copy=True)
+    z = np.zeros(x.shape[1])
+    for t in range(start, len(x)):
+        z = lam * x[t] + (1 - lam) * z
+        out[t] = z
+    steps = np.arange(1, len(x) - start + 1)
+    factor = lam / (2 - lam) * (1 - (1 - lam) ** (2 * steps))
+    out[start:] /= np.sqrt(factor)[:, None]
+    return out
+
+
 class CVADetector(HeldOutLimits[_Model]):
     name = "cva"
 
@@ -50,6 +80,8 @@ class CVADetector(HeldOutLimits[_Model]):
         persist: int = 1,
         quantile: float = 0.99,
         smooth: int = 1,
+        ewma: float = 0.0,
+        keep_raw: bool = False,
     ) -> None:
         super().__init__(quantile, smooth)
         self.lags = lags
@@ -57,6 +89,8 @@ class CVADetector(HeldOutLimits[_Model]):
         self.ridge = ridge
         self.folds = folds
         self.persist = persist
+        self.ewma = ewma
+        self.keep_raw = keep_raw
 
     def _model(self, x: FloatArray) -> _Model:
         scaler = Standardizer(x)
@@ -82,11 +116,22 @@ class CVADetector(HeldOutLimits[_Model]):
         z = m.scaler(x)
         w = lagged(z, self.lags) @ m.whiten
         proj = w @ m.v
-        t2s = np.sum(proj[:, : m.k] ** 2, axis=1)
-        t2r = np.sum(w**2, axis=1) - t2s
         prev = np.vstack([proj[:1, : m.k], proj[:-1, : m.k]])
         err = z - np.hstack([prev, np.ones((len(z), 1))]) @ m.c
-        return np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)])
+        t2s = np.sum(proj[:, : m.k] ** 2, axis=1)
+        t2r = np.sum(w**2, axis=1) - t2s
+        raw = np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)])
+        if self.ewma <= 0:
+            return raw
+        # The rows before ``start`` only give lagged history; the filter starts at ``start``.
+        fp = _ewma(proj, self.ewma, start)
+        fe = _ewma(err, self.ewma, start)
+        filtered = np.column_stack([
+            np.sum(fp[:, : m.k] ** 2, axis=1),
+            np.sum(fp[:, m.k :] ** 2, axis=1),  # v is orthogonal: the residual part of |w|²
+            np.sum(fe**2, axis=1),
+        ])  # fmt: skip
+        return np.hstack([raw, filtered]) if self.keep_raw else filtered
 
     def _min_fold_rows(self) -> int:
         return 4 * self.lags + 10
@@ -98,4 +143,6 @@ class CVADetector(HeldOutLimits[_Model]):
         proj = (lagged(z, self.lags) @ m.whiten @ m.v)[:, : m.k]
         prev = np.vstack([proj[:1], proj[:-1]])
         err = z - np.hstack([prev, np.ones((len(z), 1))]) @ m.c
+        if self.ewma > 0:
+            err = _ewma(err, self.ewma, 0)  # the filtered error the Q statistic was computed on
         return np.asarray(err[rows] ** 2, dtype=np.float64)

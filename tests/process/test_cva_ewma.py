@@ -1,0 +1,112 @@
+"""CVA with a multivariate EWMA of its vectors: small sustained shifts are found, the rest unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from interlock.detect.process import CVADetector, Frame
+from interlock.detect.process.cva import _ewma, _Model
+from interlock.detect.process.dpca import lagged
+from tests.process.test_dynamic import dynamic_plant
+
+SHIFT = 600  # rows of held-back normal data before the injected change
+
+
+def linear_plant(rows: int, seed: int) -> Frame:
+    """A linear state-space process: three coupled AR states seen through six noisy sensors."""
+    rng = np.random.default_rng(seed)
+    a = np.array([[0.9, 0.1, 0.0], [0.0, 0.8, 0.2], [0.0, 0.0, 0.7]])
+    c = np.array([[1, 0, 0], [0.5, 1, 0], [0, 0.5, 1], [1, 1, 0], [0, 1, 1], [0.3, 0.3, 0.3]], float)
+    state = np.zeros(3)
+    out = np.empty((rows, 6))
+    for t in range(rows):
+        state = a @ state + rng.normal(0, 1, 3)
+        out[t] = c @ state + rng.normal(0, 0.3, 6)
+    return Frame(tuple(f"Y{i}" for i in range(6)), out, label=np.zeros(rows, dtype=np.int8))
+
+
+def changed(frame: Frame, change: np.ndarray, tag: int = 5) -> Frame:
+    x = frame.values.copy()
+    x[SHIFT : SHIFT + len(change), tag] += change
+    return Frame(frame.tags, x)
+
+
+def reference_stats(det: CVADetector, model: _Model, x: np.ndarray) -> np.ndarray:
+    """The statistics as computed before ``ewma`` existed (copied from the earlier cva.py)."""
+    m = model
+    z = m.scaler(x)
+    w = lagged(z, det.lags) @ m.whiten
+    proj = w @ m.v
+    t2s = np.sum(proj[:, : m.k] ** 2, axis=1)
+    t2r = np.sum(w**2, axis=1) - t2s
+    prev = np.vstack([proj[:1, : m.k], proj[:-1, : m.k]])
+    err = z - np.hstack([prev, np.ones((len(z), 1))]) @ m.c
+    return np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)])
+
+
+def test_ewma_off_is_the_earlier_detector() -> None:
+    train, test = dynamic_plant(1500, 0), dynamic_plant(600, 1)
+    default = CVADetector(persist=3).fit(train)
+    off = CVADetector(persist=3, ewma=0.0, keep_raw=True).fit(train)  # keep_raw means nothing at 0
+    np.testing.assert_array_equal(default.score(test), off.score(test))
+    np.testing.assert_array_equal(default.held_out_, off.held_out_)
+    assert default.threshold_ == off.threshold_
+    stats = default._stats_of(default.model_, test.values)
+    np.testing.assert_array_equal(stats, reference_stats(default, default.model_, test.values))
+
+
+def test_ewma_filter_is_causal_and_scaled_from_its_start() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (5000, 2))
+    out = _ewma(x, 0.2, 10)
+    np.testing.assert_array_equal(out[:10], x[:10])  # history rows are left alone
+    np.testing.assert_allclose(out[10], x[10])  # one row of history: the row itself
+    np.testing.assert_allclose(out[:100], _ewma(x[:100], 0.2, 10))  # later rows change nothing
+    assert abs(float(out[10:].std()) - 1.0) < 0.05  # white noise keeps unit variance
+    with pytest.raises(ValueError):
+        _ewma(x, 1.5, 0)
+
+
+def test_scores_do_not_depend_on_later_rows() -> None:
+    det = CVADetector(ewma=0.2, keep_raw=True, persist=3).fit(linear_plant(2000, 0))
+    test = linear_plant(400, 1)
+    later = Frame(test.tags, np.vstack([test.values[:300], test.values[300:] + 5.0]))
+    np.testing.assert_array_equal(det.score(test)[:300], det.score(later)[:300])
+
+
+@pytest.mark.parametrize("keep_raw", [False, True])
+def test_small_sustained_shift_is_found_more_completely_but_not_at_once(keep_raw: bool) -> None:
+    train, held_back = linear_plant(3000, 100), linear_plant(1200, 200)
+    # Sensor Y5 reads 0.4 high (a third of its standard deviation) from row 600 on.
+    test = changed(held_back, np.full(len(held_back) - SHIFT, 0.4))
+    plain = CVADetector().fit(train).predict(test)
+    ewma = CVADetector(ewma=0.2, keep_raw=keep_raw).fit(train).predict(test)
+    assert plain[SHIFT:].mean() < 0.15  # one row at a time, the shift is lost in the noise
+    assert ewma[SHIFT:].mean() > 0.5  # accumulated, it is seen most of the time
+    # The price: the filter needs a few rows to build up, so the first rows are missed.
+    first = int(np.flatnonzero(ewma[SHIFT:])[0])
+    assert first >= 2
+    assert ewma[SHIFT : SHIFT + 5].mean() < ewma[SHIFT + 50 :].mean()
+    # Quiet on the held-back normal rows before the shift: limits from held-out normal blocks.
+    assert ewma[:SHIFT].mean() < 0.02
+
+
+def test_keep_raw_still_sees_a_fast_oscillation_the_filter_averages_out() -> None:
+    train, held_back = linear_plant(3000, 100), linear_plant(1200, 200)
+    test = changed(held_back, 1.5 * (-1.0) ** np.arange(200))  # a sensor flipping every row
+    filtered = CVADetector(ewma=0.2).fit(train).predict(test)
+    both = CVADetector(ewma=0.2, keep_raw=True).fit(train).predict(test)
+    assert filtered[SHIFT : SHIFT + 200].mean() < 0.2
+    assert both[SHIFT : SHIFT + 200].mean() > 0.9
+
+
+@pytest.mark.parametrize("keep_raw", [False, True])
+def test_ewma_stays_quiet_on_normal_data(keep_raw: bool) -> None:
+    det = CVADetector(ewma=0.2, keep_raw=keep_raw).fit(linear_plant(3000, 100))
+    assert det.limits_.shape == ((6,) if keep_raw else (3,))
+    for seed in (201, 202, 203):
+        assert det.predict(linear_plant(1000, seed)).mean() < 0.03
+    # The tank plant too (the plant of the other dynamic tests).
+    det = CVADetector(ewma=0.2, keep_raw=keep_raw).fit(dynamic_plant(3000, 0))
+    assert det.predict(dynamic_plant(1000, 1)).mean() < 0.03
