@@ -24,9 +24,11 @@ _CLASSES = {
     "DynamicPCADetector": ("dpca", "dpca"),
     "CVADetector": ("cva", "cva"),
     "BalanceDetector": ("balance", "balance"),
+    "ControlDetector": ("control", "control"),
+    "EnsembleDetector": ("ensemble", "ensemble"),
 }
 NAMES = tuple(sorted(name for _, name in _CLASSES.values()))
-DEFAULT = "pca"
+DEFAULT = "ensemble"
 
 
 def detector_class(name: str) -> type[ProcessDetector]:
@@ -55,8 +57,10 @@ __all__ = [
     "Alert",
     "BalanceDetector",
     "CVADetector",
+    "ControlDetector",
     "DataError",
     "DynamicPCADetector",
+    "EnsembleDetector",
     "Frame",
     "HalfSpaceTreesDetector",
     "InvariantDetector",

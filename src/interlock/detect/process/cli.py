@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from interlock.detect.process import DEFAULT, NAMES, DataError, Frame, detector_class, read_frame
 from interlock.detect.process.base import ProcessDetector
+from interlock.detect.process.data import read_windows
 from interlock.detect.process.etapr import ETaPR, etapr
 from interlock.detect.process.metrics import Report, evaluate
 from interlock.detect.process.vus import MAX_BUFFER, vus_pr
@@ -60,6 +62,11 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
 @click.argument("test", type=click.Path(path_type=Path))
 @click.option("--label", help="Attack label column (1 = attack) in TEST; ignored in TRAIN.")
 @click.option("--fault-start", type=int, help="TEST rows from N on (counting from 0) are faulty.")
+@click.option(
+    "--windows", type=click.Path(path_type=Path),
+    help="Ground truth as attack windows: a CSV of start,end timestamps (inclusive), written as "
+    "in TEST's timestamp column; replaces the --label column as the truth.",
+)  # fmt: skip
 @click.option("--detector", type=click.Choice(NAMES), default=DEFAULT, show_default=True)
 @click.option(
     "--quantile",
@@ -82,7 +89,8 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
 @click.option("--predictions", type=click.Path(path_type=Path), help="Write timestamp,score,alarm CSV.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Draw scores, threshold, attacks (PNG).")
 def process(
-    train: Path, test: Path, label: str | None, fault_start: int | None, detector: str,
+    train: Path, test: Path, label: str | None, fault_start: int | None, windows: Path | None,
+    detector: str,
     quantile: float, smooth: int, params: tuple[str, ...], benchmark: str | None, as_json: bool,
     predictions: Path | None, plot: Path | None,
 ) -> None:  # fmt: skip
@@ -100,6 +108,8 @@ def process(
             _tep(det, train_frame, test, as_json)
             return
         test_frame = read_frame(test, label=label, fault_start=fault_start)
+        if windows is not None:
+            test_frame = replace(test_frame, label=read_windows(windows, test_frame))
     except DataError as exc:
         _fail(str(exc))
         return
@@ -123,9 +133,14 @@ def process(
 
         plot_scores(plot, scores, det.threshold_, test_frame.label, f"{det.name} on {test.name}")
     if as_json:
-        click.echo(json.dumps(_as_dict(det, report, blamed, eta, vus)))
+        truth = (
+            f"windows {windows.name}" if windows else f"column {label}" if label else f"rows {fault_start}-"
+        )
+        click.echo(json.dumps({**_as_dict(det, report, blamed, eta, vus), "ground_truth": truth}))
     else:
         _print(det, test, report, blamed, eta, vus)
+        if windows is not None:
+            click.echo(f"ground truth: the attack windows of {windows}")
 
 
 def _drop(frame: Frame, tag: str) -> Frame:

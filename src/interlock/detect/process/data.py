@@ -112,3 +112,35 @@ def _check_finite(path: Path, x: np.ndarray, tags: list[str]) -> None:
             f"{path}: column {tags[col]!r} has {int(bad[:, col].sum())} missing or non-finite values "
             f"(first at data row {row + 1}): fill or drop them before evaluating"
         )
+
+
+def read_windows(path: Path, frame: Frame) -> np.ndarray:
+    """0/1 per row of ``frame`` from a CSV of attack windows ``start,end`` (inclusive).
+
+    Timestamps are matched as text against the frame's timestamp column, so the file is written
+    in the historian's own format and no date format has to be guessed. Blank lines and lines
+    starting with ``#`` (the source of the windows) are skipped, as is a ``start,end`` header.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if frame.timestamps is None:
+        raise DataError(f"{path}: the test file has no timestamp column to match the windows against")
+    where = {t.strip(): i for i, t in enumerate(frame.timestamps)}
+    label = np.zeros(len(frame), dtype=np.int8)
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#") or text.replace(" ", "").lower() == "start,end":
+            continue
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2:
+            raise DataError(f"{path}:{number}: give one window per line as start,end")
+        missing = [p for p in parts if p not in where]
+        if missing:
+            raise DataError(f"{path}:{number}: timestamp {missing[0]!r} is not in the test file")
+        lo, hi = where[parts[0]], where[parts[1]]
+        if hi < lo:
+            raise DataError(f"{path}:{number}: the window ends before it starts")
+        label[lo : hi + 1] = 1
+    if not label.any():
+        raise DataError(f"{path}: no attack window in the file")
+    return label

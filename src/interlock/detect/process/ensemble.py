@@ -1,0 +1,85 @@
+"""An ensemble: several process detectors, each over its own threshold, alarm when any alarms.
+
+Attacks on a process leave different traces: a replayed sensor repeats itself exactly (only
+``replay`` sees it), a driven actuator breaks the correlations between tags (``dpca``, ``cva``),
+a spoofed level makes its pump switch at the wrong moment (``control``). No single statistic
+covers them all, so the ensemble runs its ``members`` side by side. Each member keeps the
+threshold it learned on normal data; the ensemble's score at a row is the largest member
+score divided by that member's threshold, so its own threshold is 1 and it alarms exactly when
+some member does. The blame and the explanation come from the member with the largest ratio.
+
+``members`` is a ``+``-separated list of detector names (``replay+dpca``), so it can be set
+from the command line (``--param members=replay+cva``). Every member gets the ensemble's
+``quantile``; the ``replay`` member keeps its own (an exact repeat is never normal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from interlock.detect.process.base import Alert, FloatArray, Frame, ProcessDetector
+
+_TINY = 1e-9
+
+
+class EnsembleDetector(ProcessDetector):
+    name = "ensemble"
+
+    def __init__(self, members: str = "replay+dpca", quantile: float = 0.99, smooth: int = 1) -> None:
+        super().__init__(quantile, smooth)
+        self.members = members
+
+    def _make(self) -> list[ProcessDetector]:
+        from interlock.detect.process import NAMES, detector_class
+
+        out = []
+        for name in self.members.split("+"):
+            name = name.strip()
+            if name not in NAMES or name == self.name:
+                raise ValueError(f"ensemble member {name!r}: choose among {', '.join(NAMES)}")
+            kwargs: dict[str, Any] = {"smooth": self.smooth}
+            if name != "replay":
+                kwargs["quantile"] = self.quantile
+            out.append(detector_class(name)(**kwargs))
+        return out
+
+    def fit(self, train: Frame) -> EnsembleDetector:
+        self.detectors_ = [d.fit(train) for d in self._make()]
+        self.tags_ = train.tags
+        self.threshold_ = 1.0
+        return self
+
+    def _ratios(self, frame: Frame) -> FloatArray:
+        """Rows x members: each member's score over its threshold (> 1: that member alarms)."""
+        cols = []
+        for d in self.detectors_:
+            s = d.score(frame)
+            t = d.threshold_
+            # A threshold of 0 (replay: any repeat) cannot divide: above it maps to 1 + score.
+            cols.append(s / t if t > _TINY else np.where(s > t, 1.0 + s, 0.0))
+        return np.column_stack(cols)
+
+    def score(self, frame: Frame) -> FloatArray:
+        self._check(frame)
+        return np.asarray(self._ratios(frame).max(axis=1), dtype=np.float64)
+
+    def alerts(self, frame: Frame, limit: int | None = None) -> list[Alert]:
+        ratios = self._ratios(frame)
+        out = []
+        for a in super().alerts(frame, limit):
+            member = self.detectors_[int(np.argmax(ratios[a.row]))].name
+            out.append(replace(a, explanation=a.explanation.replace("ensemble:", f"ensemble/{member}:", 1)))
+        return out
+
+    def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
+        frame = Frame(self.tags_, x)
+        ratios = self._ratios(frame)
+        out = np.zeros((len(rows), len(self.tags_)))
+        for i, row in enumerate(rows):
+            member = self.detectors_[int(np.argmax(ratios[row]))]
+            out[i] = member._blame(x, np.array([row]))[0]
+        return out
