@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from interlock.cli import main
 from interlock.detect.process import ControlDetector, DynamicPCADetector, EnsembleDetector, Frame
-from interlock.detect.process.data import DataError, read_windows
+from interlock.detect.process.data import MAX_DECIMALS, DataError, common_resolution, decimals, read_windows
 from interlock.detect.process.metrics import evaluate
 from tests.process.conftest import plant, shared
 
+WINDOWS = Path(__file__).resolve().parents[2] / "benchmarks" / "truth" / "batadal_dataset04_attacks.csv"
 TAGS = ("L_TANK", "F_DEMAND", "S_PUMP", "F_PUMP", "S_STANDBY")
 
 
@@ -107,7 +108,7 @@ def test_windows_label_the_rows_between_inclusive(tmp_path: Path) -> None:
 
 def test_batadal_whole_windows_from_the_cli() -> None:
     data = shared("batadal/BATADAL_dataset04.csv")
-    windows = Path(__file__).resolve().parents[2] / "benchmarks" / "truth" / "batadal_dataset04_attacks.csv"
+    windows = WINDOWS
     args = ["eval", "process", str(data.parent / "BATADAL_dataset03.csv"), str(data),
             "--label", "ATT_FLAG", "--detector", "replay", "--json"]  # fmt: skip
     by_label = json.loads(CliRunner().invoke(main, args).output)
@@ -119,3 +120,28 @@ def test_batadal_whole_windows_from_the_cli() -> None:
     assert by_window["ground_truth"] == f"windows {windows.name}"
     bad = CliRunner().invoke(main, [*args, "--windows", str(data)])
     assert bad.exit_code == 2 and "start,end" in bad.output and "Traceback" not in bad.output
+
+
+def test_common_resolution_rounds_each_tag_to_the_coarser_file() -> None:
+    fine = Frame(("p", "s"), np.array([[2.9763638, 1.0], [2.98912, 0.0], [2.9744, 1.0]]))
+    coarse = Frame(("p", "s"), np.array([[2.98, 1.0], [2.97, 0.0]]))
+    np.testing.assert_array_equal(decimals(fine.values), [MAX_DECIMALS + 1, 0])
+    np.testing.assert_array_equal(decimals(coarse.values), [2, 0])
+    a, b, rounded = common_resolution(fine, coarse)
+    assert rounded == {"p": 2}
+    np.testing.assert_allclose(a.values[:, 0], [2.98, 2.99, 2.97])
+    np.testing.assert_array_equal(b.values, coarse.values)
+    assert common_resolution(coarse, coarse)[2] == {}
+
+
+def test_batadal_years_are_compared_at_two_decimals() -> None:
+    data = shared("batadal/BATADAL_dataset04.csv")
+    args = ["eval", "process", str(data.parent / "BATADAL_dataset03.csv"), str(data),
+            "--label", "ATT_FLAG", "--detector", "cva", "--json", "--windows", str(WINDOWS)]  # fmt: skip
+    common = json.loads(CliRunner().invoke(main, args).output)
+    keep = json.loads(CliRunner().invoke(main, [*args, "--resolution", "keep"]).output)
+    # 2014 is stored at full precision, 2016 at two decimals: the 28 analog tags are rounded.
+    assert len(common["rounded"]) == 28 and set(common["rounded"].values()) == {2}
+    assert keep["rounded"] == {}
+    # Fitted at full precision, cva alarms on the rounding itself in a fifth of normal 2016 rows.
+    assert keep["false_alarm_rate"] > 0.15 > 0.05 > common["false_alarm_rate"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from interlock.detect.process import DEFAULT, NAMES, DataError, Frame, detector_class, read_frame
 from interlock.detect.process.base import ProcessDetector
-from interlock.detect.process.data import read_windows
+from interlock.detect.process.data import common_resolution, read_windows
 from interlock.detect.process.etapr import ETaPR, etapr
 from interlock.detect.process.metrics import Report, evaluate
 from interlock.detect.process.vus import MAX_BUFFER, vus_pr
@@ -85,13 +85,19 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
     type=click.Choice(["tep"]),
     help="tep: TEST is the folder of dNN_te.dat; run faults 1-15 and d00_te.",
 )
+@click.option(
+    "--resolution", type=click.Choice(["common", "keep"]), default="common", show_default=True,
+    help="common: round each tag of TRAIN and TEST to the coarser of the two files' decimals "
+    "(historians export at different resolutions); keep: use the values as read.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--predictions", type=click.Path(path_type=Path), help="Write timestamp,score,alarm CSV.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Draw scores, threshold, attacks (PNG).")
 def process(
     train: Path, test: Path, label: str | None, fault_start: int | None, windows: Path | None,
     detector: str,
-    quantile: float, smooth: int, params: tuple[str, ...], benchmark: str | None, as_json: bool,
+    quantile: float, smooth: int, params: tuple[str, ...], benchmark: str | None, resolution: str,
+    as_json: bool,
     predictions: Path | None, plot: Path | None,
 ) -> None:  # fmt: skip
     """Train a process detector on TRAIN (normal operation), score TEST, print the metrics."""
@@ -113,6 +119,9 @@ def process(
     except DataError as exc:
         _fail(str(exc))
         return
+    rounded: dict[str, int] = {}
+    if resolution == "common":
+        train_frame, test_frame, rounded = common_resolution(train_frame, test_frame)
     if test_frame.label is None:
         _fail(f"{test}: no ground truth: name the label column with --label, or give --fault-start")
         return
@@ -136,8 +145,13 @@ def process(
         truth = (
             f"windows {windows.name}" if windows else f"column {label}" if label else f"rows {fault_start}-"
         )
-        click.echo(json.dumps({**_as_dict(det, report, blamed, eta, vus), "ground_truth": truth}))
+        extra = {"ground_truth": truth, "rounded": rounded}
+        click.echo(json.dumps({**_as_dict(det, report, blamed, eta, vus), **extra}))
     else:
+        if rounded:
+            places = sorted(set(rounded.values()))
+            click.echo(f"compared at the coarser resolution: {len(rounded)} tags rounded to "
+                       f"{'/'.join(map(str, places))} decimals (--resolution keep: as read)")  # fmt: skip
         _print(det, test, report, blamed, eta, vus)
         if windows is not None:
             click.echo(f"ground truth: the attack windows of {windows}")

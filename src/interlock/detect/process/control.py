@@ -46,6 +46,12 @@ class _Rule:
     known: tuple[float, ...]  # the states seen in training: any other is flagged
 
 
+@dataclass(frozen=True)
+class _Envelope:
+    tag: int  # column of a continuous tag that mirrors an on/off tag (a pump's flow)
+    bounds: dict[bytes, tuple[float, float]]  # per state of every on/off tag: allowed range
+
+
 class ControlDetector(ProcessDetector):
     name = "control"
 
@@ -56,6 +62,7 @@ class ControlDetector(ProcessDetector):
         purity: float = 0.99,
         rare: float = 0.005,
         mirror: float = 0.9,
+        envelope: float = 0.001,
         inputs: str = "",
         folds: int = 5,
         quantile: float = 0.99,
@@ -67,6 +74,7 @@ class ControlDetector(ProcessDetector):
         self.purity = purity
         self.rare = rare
         self.mirror = mirror
+        self.envelope = envelope
         self.inputs = inputs  # regular expression on tag names; empty: every continuous tag
         self.folds = folds
 
@@ -88,14 +96,7 @@ class ControlDetector(ProcessDetector):
         ``mirror``): a rule built on them says "the pump runs because its flow is high" and
         would explain away any forced start. The levels the PLC acts on do not mirror it.
         """
-        y = x[:, tag] - x[:, tag].mean()
-        keep = []
-        for j in self.inputs_:
-            c = x[:, j] - x[:, j].mean()
-            denom = float(np.sqrt((c @ c) * (y @ y)))
-            if denom == 0.0 or abs(float(c @ y)) / denom < self.mirror:
-                keep.append(j)
-        return keep
+        return [j for j in self.inputs_ if _correlation(x[:, j], x[:, tag]) < self.mirror]
 
     def _features(self, x: FloatArray, tag: int, causes: list[int]) -> FloatArray:
         prev = np.vstack([x[:1], x[:-1]])
@@ -118,9 +119,40 @@ class ControlDetector(ProcessDetector):
             rules.append(_Rule(j, tree, causes, sure, rare_value, tuple(map(float, values))))
         return rules
 
-    def _flags(self, rules: list[_Rule], x: FloatArray) -> FloatArray:
-        """Rows x actuators: 1 for a rule break or a rare state (both: 2)."""
-        out = np.zeros((len(x), len(rules)))
+    def _state_keys(self, x: FloatArray) -> list[bytes]:
+        return [row.tobytes() for row in np.ascontiguousarray(x[:, self.actuators_])]
+
+    def _envelopes(self, x: FloatArray, tags: list[int] | None = None) -> list[_Envelope]:
+        """Ranges of the tags that mirror an on/off tag, for each state of all on/off tags.
+
+        A pump running slower than it should (Stuxnet's frequency converters) keeps its status
+        but moves its flow out of the range that status had in training. The range is the
+        ``envelope`` .. 1 - ``envelope`` quantiles, widened by a tenth of its width; states
+        seen on fewer than ``4 * min_leaf`` rows get no range (rare states are flagged anyway).
+        """
+        keys = self._state_keys(x)
+        groups: dict[bytes, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        out = []
+        if tags is None:
+            tags = [
+                j for j in self.inputs_
+                if any(_correlation(x[:, j], x[:, a]) >= self.mirror for a in self.actuators_)
+            ]  # fmt: skip
+        for j in tags:
+            bounds = {}
+            for key, rows in groups.items():
+                if len(rows) >= 4 * self.min_leaf:
+                    lo, hi = np.quantile(x[rows, j], [self.envelope, 1.0 - self.envelope])
+                    pad = 0.1 * (hi - lo) + 1e-9
+                    bounds[key] = (float(lo - pad), float(hi + pad))
+            out.append(_Envelope(j, bounds))
+        return out
+
+    def _flags(self, rules: list[_Rule], envelopes: list[_Envelope], x: FloatArray) -> FloatArray:
+        """Rows x (actuators + envelopes): 1 for a rule break, a rare state, a value out of range."""
+        out = np.zeros((len(x), len(rules) + len(envelopes)))
         for i, rule in enumerate(rules):
             y = x[:, rule.tag]
             if rule.rare_value is not None:
@@ -130,22 +162,34 @@ class ControlDetector(ProcessDetector):
                 feats = self._features(x, rule.tag, rule.causes)
                 leaf = rule.tree.apply(feats)
                 out[:, i] += (rule.tree.predict(feats) != y) & rule.sure[leaf]
+        keys = self._state_keys(x)
+        for k, env in enumerate(envelopes, len(rules)):
+            lo = np.array([env.bounds.get(key, (-np.inf, np.inf))[0] for key in keys])
+            hi = np.array([env.bounds.get(key, (-np.inf, np.inf))[1] for key in keys])
+            out[:, k] = (x[:, env.tag] < lo) | (x[:, env.tag] > hi)
         return out
 
     def _fit(self, x: FloatArray) -> None:
         self.actuators_, self.inputs_ = self._roles(x)
         self.rules_ = self._rules(x)
-        held_out = self._held_out_flags(x)
-        # A rule that breaks on more than 1 - quantile of held-out normal rows is no rule of the
-        # plant (a pump also run by a timer, say): it is dropped rather than let it alarm.
-        self.kept_ = held_out.mean(axis=0) <= 1.0 - self.quantile
-        self.held_out_scores_ = held_out[:, self.kept_].sum(axis=1)
+        self.envelopes_ = self._envelopes(x)
+        held_out = self._held_out_flags(x) > 0
+        # Rules join from the most to the least reliable on held-out normal rows while the rows
+        # any kept rule flags stay within 1 - quantile: a rule that breaks often (a pump also run
+        # by a timer, say) is dropped rather than let it alarm.
+        self.kept_ = np.zeros(held_out.shape[1], dtype=np.bool_)
+        any_flag = np.zeros(len(x), dtype=np.bool_)
+        for i in np.argsort(held_out.mean(axis=0), kind="stable"):
+            joined = any_flag | held_out[:, i]
+            if joined.mean() <= 1.0 - self.quantile:
+                self.kept_[i], any_flag = True, joined
+        self.held_out_scores_ = held_out[:, self.kept_].sum(axis=1).astype(np.float64)
 
     def _held_out_flags(self, x: FloatArray) -> FloatArray:
         n = len(x)
         if self.folds < 2 or n < self.folds * 4 * self.min_leaf:
-            return self._flags(self.rules_, x)
-        out = np.zeros((n, len(self.rules_)))
+            return self._flags(self.rules_, self.envelopes_, x)
+        out = np.zeros((n, len(self.rules_) + len(self.envelopes_)))
         edges = np.linspace(0, n, self.folds + 1).astype(int)
         for lo, hi in itertools.pairwise(edges):
             rest = np.vstack([x[:lo], x[hi:]])
@@ -155,19 +199,29 @@ class ControlDetector(ProcessDetector):
                 for r, h in zip(self.rules_, self._rules(rest), strict=True)
             ]
             start = max(lo - 1, 0)  # one row of history for the lagged inputs
-            out[lo:hi] = self._flags(rules, x[start:hi])[lo - start :]
+            envelopes = self._envelopes(rest, [e.tag for e in self.envelopes_])
+            out[lo:hi] = self._flags(rules, envelopes, x[start:hi])[lo - start :]
         return out
 
     def _train_scores(self, x: FloatArray) -> FloatArray:
         return np.asarray(self.held_out_scores_, dtype=np.float64)
 
     def _score(self, x: FloatArray) -> FloatArray:
-        return np.asarray(self._flags(self.rules_, x)[:, self.kept_].sum(axis=1), dtype=np.float64)
+        flags = self._flags(self.rules_, self.envelopes_, x)
+        return np.asarray(flags[:, self.kept_].sum(axis=1), dtype=np.float64)
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
-        flags = self._flags(self.rules_, x)[rows]
+        flags = self._flags(self.rules_, self.envelopes_, x)[rows]
         out = np.zeros((len(rows), len(self.tags_)))
-        for i, rule in enumerate(self.rules_):
+        columns = [r.tag for r in self.rules_] + [e.tag for e in self.envelopes_]
+        for i, tag in enumerate(columns):
             if self.kept_[i]:
-                out[:, rule.tag] += flags[:, i]
+                out[:, tag] += flags[:, i]
         return out
+
+
+def _correlation(a: FloatArray, b: FloatArray) -> float:
+    """Absolute Pearson correlation; 0 when either is constant."""
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a @ a) * (b @ b)))
+    return 0.0 if denom == 0.0 else abs(float(a @ b)) / denom

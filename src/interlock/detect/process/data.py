@@ -144,3 +144,46 @@ def read_windows(path: Path, frame: Frame) -> np.ndarray:
     if not label.any():
         raise DataError(f"{path}: no attack window in the file")
     return label
+
+
+MAX_DECIMALS = 6  # finer than this counts as full precision
+
+
+def decimals(values: np.ndarray) -> np.ndarray:
+    """Per column, the fewest decimals that write every value exactly (MAX_DECIMALS + 1: finer)."""
+    out = np.full(values.shape[1], MAX_DECIMALS + 1)
+    for j in range(values.shape[1]):
+        col = values[:, j]
+        for k in range(MAX_DECIMALS + 1):
+            scaled = col * 10.0**k
+            if np.all(np.abs(scaled - np.rint(scaled)) <= 1e-6 + 1e-9 * np.abs(scaled)):
+                out[j] = k
+                break
+    return out
+
+
+def common_resolution(train: Frame, test: Frame) -> tuple[Frame, Frame, dict[str, int]]:
+    """Both frames rounded, tag by tag, to the coarser of their two resolutions.
+
+    Historians export at different resolutions (BATADAL's 2014 year is stored at full float
+    precision, its 2016 year at two decimals). A model fitted at full precision learns
+    relations finer than the other file can show (P_J280 varies by 0.006 in all; rounding to
+    0.01 moves it by up to 0.005) and alarms on the rounding itself. Returns the tags rounded
+    and their decimals.
+    """
+    if train.tags != test.tags:
+        return train, test, {}
+    d_train, d_test = decimals(train.values), decimals(test.values)
+    common = np.minimum(d_train, d_test)
+    changed = {t: int(common[j]) for j, t in enumerate(train.tags) if d_train[j] != d_test[j]}
+    if not changed:
+        return train, test, {}
+
+    def rounded(frame: Frame) -> Frame:
+        x = frame.values.copy()
+        for j, tag in enumerate(frame.tags):
+            if tag in changed:
+                x[:, j] = np.round(x[:, j], changed[tag])
+        return Frame(frame.tags, x, frame.timestamps, frame.label)
+
+    return rounded(train), rounded(test), changed

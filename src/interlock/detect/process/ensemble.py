@@ -8,8 +8,10 @@ threshold it learned on normal data; the ensemble's score at a row is the larges
 score divided by that member's threshold, so its own threshold is 1 and it alarms exactly when
 some member does. The blame and the explanation come from the member with the largest ratio.
 
-``members`` is a ``+``-separated list of detector names (``replay+dpca``), so it can be set
-from the command line (``--param members=replay+cva``). Every member gets the ensemble's
+``members`` is a ``+``-separated list of detector names, so it can be set from the command
+line (``--param members=replay+dpca``). The default takes one detector per kind of trace:
+``replay`` (concealment), ``cva`` (the process dynamics) and ``control`` (the PLC's switching
+logic and the pumps' operating ranges). Every member gets the ensemble's
 ``quantile``; the ``replay`` member keeps its own (an exact repeat is never normal).
 """
 
@@ -29,7 +31,7 @@ _TINY = 1e-9
 class EnsembleDetector(ProcessDetector):
     name = "ensemble"
 
-    def __init__(self, members: str = "replay+dpca", quantile: float = 0.99, smooth: int = 1) -> None:
+    def __init__(self, members: str = "replay+cva+control", quantile: float = 0.99, smooth: int = 1) -> None:
         super().__init__(quantile, smooth)
         self.members = members
 
