@@ -63,6 +63,7 @@ class ControlDetector(ProcessDetector):
         rare: float = 0.005,
         mirror: float = 0.9,
         envelope: float = 0.001,
+        max_rows: int = 20_000,
         inputs: str = "",
         folds: int = 5,
         quantile: float = 0.99,
@@ -75,6 +76,7 @@ class ControlDetector(ProcessDetector):
         self.rare = rare
         self.mirror = mirror
         self.envelope = envelope
+        self.max_rows = max_rows  # trees learn from at most this many rows, evenly spaced
         self.inputs = inputs  # regular expression on tag names; empty: every continuous tag
         self.folds = folds
 
@@ -89,14 +91,14 @@ class ControlDetector(ProcessDetector):
                 continuous.append(j)
         return binary, continuous
 
-    def _causes(self, x: FloatArray, tag: int) -> list[int]:
+    def _causes(self, corr: FloatArray, tag: int) -> list[int]:
         """The inputs that may drive ``tag``: not those that mirror it on the same row.
 
         A pump's own flow or discharge pressure follows its state (|correlation| at least
         ``mirror``): a rule built on them says "the pump runs because its flow is high" and
         would explain away any forced start. The levels the PLC acts on do not mirror it.
         """
-        return [j for j in self.inputs_ if _correlation(x[:, j], x[:, tag]) < self.mirror]
+        return [j for j in self.inputs_ if corr[j, tag] < self.mirror]
 
     def _features(self, x: FloatArray, tag: int, causes: list[int]) -> FloatArray:
         prev = np.vstack([x[:1], x[:-1]])
@@ -104,16 +106,20 @@ class ControlDetector(ProcessDetector):
 
     def _rules(self, x: FloatArray) -> list[_Rule]:
         rules = []
+        corr = _correlations(x)
         for j in self.actuators_:
             y = x[:, j]
             values, counts = np.unique(y, return_counts=True)
             share = counts / len(y)
             rare_value = float(values[np.argmin(share)]) if share.min() < self.rare else None
-            tree, sure, causes = None, np.zeros(0, dtype=np.bool_), self._causes(x, j)
+            tree, sure, causes = None, np.zeros(0, dtype=np.bool_), self._causes(corr, j)
             if len(values) == 2 and counts.min() >= 2 * self.min_leaf:
+                # A depth-3 rule needs no more than a few thousand switches to place its
+                # thresholds; evenly spaced rows keep fitting time flat on long histories.
+                step = max(1, -(-len(x) // self.max_rows))
                 tree = DecisionTreeClassifier(
                     max_depth=self.depth, min_samples_leaf=self.min_leaf, random_state=0
-                ).fit(self._features(x, j, causes), y)
+                ).fit(self._features(x, j, causes)[::step], y[::step])
                 dist = tree.tree_.value[:, 0, :]
                 sure = dist.max(axis=1) / np.maximum(dist.sum(axis=1), 1e-12) >= self.purity
             rules.append(_Rule(j, tree, causes, sure, rare_value, tuple(map(float, values))))
@@ -136,9 +142,10 @@ class ControlDetector(ProcessDetector):
             groups.setdefault(key, []).append(i)
         out = []
         if tags is None:
+            corr = _correlations(x)
             tags = [
                 j for j in self.inputs_
-                if any(_correlation(x[:, j], x[:, a]) >= self.mirror for a in self.actuators_)
+                if any(corr[j, a] >= self.mirror for a in self.actuators_)
             ]  # fmt: skip
         for j in tags:
             bounds = {}
@@ -220,8 +227,9 @@ class ControlDetector(ProcessDetector):
         return out
 
 
-def _correlation(a: FloatArray, b: FloatArray) -> float:
-    """Absolute Pearson correlation; 0 when either is constant."""
-    a, b = a - a.mean(), b - b.mean()
-    denom = float(np.sqrt((a @ a) * (b @ b)))
-    return 0.0 if denom == 0.0 else abs(float(a @ b)) / denom
+def _correlations(x: FloatArray) -> FloatArray:
+    """Absolute Pearson correlations between columns; 0 where a column is constant."""
+    z = x - x.mean(axis=0)
+    norms = np.sqrt((z * z).sum(axis=0))
+    norms[norms == 0.0] = np.inf
+    return np.asarray(np.abs((z.T @ z) / np.outer(norms, norms)), dtype=np.float64)
