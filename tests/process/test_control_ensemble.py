@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,16 @@ def test_batadal_years_are_compared_at_two_decimals() -> None:
     assert keep["rounded"] == {}
     # Fitted at full precision, cva alarms on the rounding itself in a fifth of normal 2016 rows.
     assert keep["false_alarm_rate"] > 0.15 > 0.05 > common["false_alarm_rate"]
+
+
+def test_ensemble_members_take_their_own_parameters() -> None:
+    ens = EnsembleDetector(members="replay+cva(ewma=0.2, keep_raw=1)").fit(plant(600, 0))
+    cva = ens.detectors_[1]
+    assert cva.get_params()["ewma"] == 0.2 and cva.get_params()["keep_raw"] is True
+    for bad, message in (
+        ("cva(ewma=0.2", "close its parameters"),
+        ("cva(speed=2)", "'speed=2' is not NAME=VALUE"),
+        ("cva(ewma=fast)", "'fast' is not a number"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            EnsembleDetector(members=bad).fit(plant(200, 0))

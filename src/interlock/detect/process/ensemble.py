@@ -8,8 +8,9 @@ threshold it learned on normal data; the ensemble's score at a row is the larges
 score divided by that member's threshold, so its own threshold is 1 and it alarms exactly when
 some member does. The blame and the explanation come from the member with the largest ratio.
 
-``members`` is a ``+``-separated list of detector names, so it can be set from the command
-line (``--param members=replay+dpca``). The default takes one detector per kind of trace:
+``members`` is a ``+``-separated list of detector names, each with its own parameters in
+brackets if need be, so it can be set from the command line
+(``--param "members=replay+cva(ewma=0.2,keep_raw=1)"``). The default takes one detector per kind of trace:
 ``replay`` (concealment), ``cva`` (the process dynamics) and ``control`` (the PLC's switching
 logic and the pumps' operating ranges). Every member gets the ensemble's
 ``quantile``; the ``replay`` member keeps its own (an exact repeat is never normal).
@@ -31,7 +32,12 @@ _TINY = 1e-9
 class EnsembleDetector(ProcessDetector):
     name = "ensemble"
 
-    def __init__(self, members: str = "replay+cva+control", quantile: float = 0.99, smooth: int = 1) -> None:
+    def __init__(
+        self,
+        members: str = "replay+cva(ewma=0.2,keep_raw=1)+control",
+        quantile: float = 0.99,
+        smooth: int = 1,
+    ) -> None:
         super().__init__(quantile, smooth)
         self.members = members
 
@@ -39,14 +45,16 @@ class EnsembleDetector(ProcessDetector):
         from interlock.detect.process import NAMES, detector_class
 
         out = []
-        for name in self.members.split("+"):
-            name = name.strip()
+        for item in self.members.split("+"):
+            name, _, args = item.strip().partition("(")
             if name not in NAMES or name == self.name:
                 raise ValueError(f"ensemble member {name!r}: choose among {', '.join(NAMES)}")
+            cls = detector_class(name)
             kwargs: dict[str, Any] = {"smooth": self.smooth}
             if name != "replay":
                 kwargs["quantile"] = self.quantile
-            out.append(detector_class(name)(**kwargs))
+            kwargs.update(_member_params(item.strip(), args, cls().get_params()))
+            out.append(cls(**kwargs))
         return out
 
     def fit(self, train: Frame) -> EnsembleDetector:
@@ -85,3 +93,23 @@ class EnsembleDetector(ProcessDetector):
             member = self.detectors_[int(np.argmax(ratios[row]))]
             out[i] = member._blame(x, np.array([row]))[0]
         return out
+
+
+def _member_params(item: str, args: str, known: dict[str, Any]) -> dict[str, Any]:
+    """``ewma=0.2,keep_raw=1)`` -> {"ewma": 0.2, "keep_raw": True}, typed as the defaults are."""
+    if not args:
+        return {}
+    if not args.endswith(")"):
+        raise ValueError(f"ensemble member {item!r}: close its parameters with ')'")
+    out: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in args[:-1].split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"ensemble member {item!r}: {pair!r} is not NAME=VALUE with NAME one of "
+                             f"{', '.join(sorted(known))}")  # fmt: skip
+        default = known[key]
+        try:
+            out[key] = type(default)(float(value)) if isinstance(default, int | float) else value
+        except ValueError:
+            raise ValueError(f"ensemble member {item!r}: {value!r} is not a number") from None
+    return out
