@@ -57,5 +57,8 @@ def test_decoder_never_raises(
     for batch in decoder.frames(frames):
         assert batch.schema == SCHEMA
         for row in batch.to_pylist():
-            assert row["protocol"] in {"modbus", "dnp3", "s7comm", "s7comm-plus", "iec104"}
+            assert row["protocol"] in {"modbus", "dnp3", "s7comm", "s7comm-plus", "iec104", "tcp"}
             assert 1 <= row["frame"] <= len(frames)
+            if row["protocol"] == "tcp":  # connection records: SYN attempts and RST answers only
+                assert (row["function"], row["direction"], row["op_class"]) in {
+                    ("syn", "request", "session"), ("rst", "response", "session")}

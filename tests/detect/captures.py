@@ -13,7 +13,7 @@ from pathlib import Path
 
 from interlock.capture.pcap import PcapWriter
 
-SYN, ACK, PSH = 0x02, 0x10, 0x08
+SYN, ACK, PSH, RST = 0x02, 0x10, 0x08, 0x04
 
 
 def _ip(addr: str) -> bytes:
@@ -52,6 +52,16 @@ class TcpFlow:
     def server(self, ts: float, payload: bytes) -> None:
         self._frame(ts, False, PSH | ACK, payload)
         self.sseq += len(payload)
+
+
+def tcp_segment(w: PcapWriter, ts: float, src: str, dst: str, flags: int, seq: int = 1000,
+            ack: int = 0) -> None:
+    """One bare TCP segment ``src`` -> ``dst`` (``"ip:port"``): a SYN, a RST, ..."""
+    sip, sp = src.split(":")
+    dip, dp = dst.split(":")
+    tcp = struct.pack("!HHIIBBHHH", int(sp), int(dp), seq, ack, 5 << 4, flags, 8192, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, _ip(sip), _ip(dip))
+    w.write(ts, b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + tcp)
 
 
 def write_capture(path: Path, build: Callable[[PcapWriter], None]) -> Path:

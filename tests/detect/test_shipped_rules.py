@@ -29,7 +29,7 @@ from interlock.protocols.modbus.codec import (
     build_adu,
 )
 
-from .captures import TcpFlow, write_capture
+from .captures import ACK, RST, SYN, TcpFlow, tcp_segment, write_capture
 from .conftest import RULES_DIR, shared
 
 SAMPLE = Path(str(resources.files("interlock") / "data" / "sample.pcap"))
@@ -121,7 +121,21 @@ def dnp3_second_outstation(w: PcapWriter) -> None:
     fake.server(710.1, unsolicited(4))
 
 
+def port_scan(w: PcapWriter) -> None:
+    """A SYN scan of 100 ports of the PLC, refused with RST/ACK (nmap -sS)."""
+    for i, port in enumerate(range(1, 101)):
+        tcp_segment(w, 900.0 + i / 100, f"{SCANNER}:41000", f"{PLC}:{port}", SYN)
+        tcp_segment(w, 900.0 + i / 100 + 0.001, f"{PLC}:{port}", f"{SCANNER}:41000", RST | ACK, 0, 1001)
+
+
+def host_sweep(w: PcapWriter) -> None:
+    """SYNs to port 502 of 30 hosts within 3 s (nmap -p 502 over a /24)."""
+    for i in range(30):
+        tcp_segment(w, 950.0 + i / 10, f"{SCANNER}:41001", f"10.1.0.{10 + i}:502", SYN)
+
+
 BUILT: dict[str, Callable[[PcapWriter], None]] = {
+    "port_scan": port_scan, "host_sweep": host_sweep,
     "fc_scan": fc_scan, "broadcast_write": broadcast_write, "reset_process": reset_process, "flood": flood,
     "replayed_write": replayed_write, "dnp3_second_master": dnp3_second_master,
     "dnp3_second_outstation": dnp3_second_outstation,
@@ -152,6 +166,8 @@ FIRES = {
     "iec104/reset_process.yml": "built:reset_process",
     "any/malformed.yml": "dnp3/DNP3-Malformed.pcap",
     "any/flood.yml": "built:flood",
+    "tcp/port_scan.yml": "built:port_scan",
+    "tcp/host_sweep.yml": "built:host_sweep",
     "any/replayed_command.yml": "built:replayed_write",
     "any/response_flood.yml": "dnp3/qut_dnp3_flooding_training_infrequent.pcap",
     "dnp3/unsolicited_flood.yml": "dnp3/qut_dnp3_masquerading_training_infrequent.pcap",

@@ -114,3 +114,12 @@ def test_enforcing_a_learned_policy(server: ModbusPeer, tmp_path: Path) -> None:
         json.dumps(alerts)  # plain JSON lines
     finally:
         fw.stop()
+
+
+def test_connection_records_teach_no_rule() -> None:
+    """The decoder's ``tcp`` records (a SYN, a RST) are no Modbus request: nothing to allow."""
+    from interlock.respond.learned import request_of_record
+
+    syn = {"protocol": "tcp", "transport": "tcp", "direction": "request", "op_class": "session",
+           "function": "syn", "src": HOST, "dst": SERVER, "sport": 40100, "dport": 502}
+    assert request_of_record(syn) is None

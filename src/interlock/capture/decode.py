@@ -3,6 +3,8 @@
 The protocol of a flow is found by content (each protocol's ``probe``), ports only decide the
 order in which probes are tried, so Modbus on 5020 decodes and HTTP on 502 does not. Flows idle
 for ``IDLE_TIMEOUT_S`` of capture time are dropped, so memory stays flat on long captures.
+Whatever the port, TCP connection attempts and their refusals also become records (protocol
+``tcp``, see ``docs/records.md``), so that port scans can be seen.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from interlock.capture.pcap import CaptureError, Frame, read_frames
 from interlock.capture.reassembly import Chunk
 from interlock.capture.reassembly import Direction as TcpDirection
 from interlock.capture.records import Endpoints, RecordBuilder
-from interlock.protocols.base import Operation, Probe, ProtocolSpec, Session
+from interlock.protocols.base import Direction, OpClass, Operation, Probe, ProtocolSpec, Session
 from interlock.protocols.registry import PROTOCOLS
 
 IDLE_TIMEOUT_S = 600.0
@@ -29,6 +31,11 @@ SWEEP_EVERY = 50_000  # frames between sweeps of idle flows
 PROBE_BUDGET = 512  # bytes seen in one direction without a YES before a flow is called not-ICS
 NOT_ICS_ON_ICS_PORT = "not ICS, on an ICS port"
 SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
+# Connection records (protocol "tcp"): one per connection attempt (SYN without ACK) and one per
+# RST sent by the host that received the SYN; never one per data packet. Port scans and host
+# sweeps show only in these: they carry no ICS payload.
+TCP_SYN = Operation("tcp", Direction.REQUEST, OpClass.SESSION, function="syn")
+TCP_RST = Operation("tcp", Direction.RESPONSE, OpClass.SESSION, function="rst")
 
 
 @dataclass
@@ -53,6 +60,7 @@ class Flow:
         "probe_buf",
         "protocol",
         "session",
+        "syn_from",
         "tcp",
         "undecided",
     )
@@ -66,6 +74,7 @@ class Flow:
         self.tcp = (TcpDirection(), TcpDirection()) if tcp else None
         self.last_ts = 0.0
         self.ends: dict[bool, Endpoints] = {}  # from_client -> endpoints of that direction
+        self.syn_from: bool | None = None  # from_client of the last SYN without ACK seen
 
 
 def _candidates(sport: int, dport: int, tcp: bool) -> list[ProtocolSpec]:
@@ -151,6 +160,8 @@ class Decoder:
             entry = self._new_flow(src, dst, sport, dport, proto, flags)
         flow, from_client = entry
         flow.last_ts = ts
+        if flags & (SYN | RST) and proto == TCP:
+            self._connection(flow, from_client, flags, number, ts)
         if flow.session is None and not flow.undecided:
             return  # not an ICS conversation
         tcp = flow.tcp
@@ -188,6 +199,16 @@ class Decoder:
                     self._deliver(flow, frame, at, chunk, from_client)
         elif payload:
             self._deliver(flow, number, ts, payload, from_client)
+
+    def _connection(self, flow: Flow, from_client: bool, flags: int, number: int, ts: float) -> None:
+        """A connection record: a SYN without ACK (an attempt), or a RST from the host that
+        received the attempt (a refusal, or a reset of the connection it accepted)."""
+        if flags & SYN:
+            if not flags & ACK:
+                flow.syn_from = from_client
+                self.builder._rows.append((number, ts, flow.ends[from_client], *TCP_SYN))
+        elif flow.syn_from is not None and from_client != flow.syn_from:
+            self.builder._rows.append((number, ts, flow.ends[from_client], *TCP_RST))
 
     def _new_flow(
         self, src: str, dst: str, sport: int, dport: int, proto: int, flags: int

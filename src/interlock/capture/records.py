@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from interlock.protocols.base import Operation
 
@@ -43,6 +44,20 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = SCHEMA.names
+# The protocol of the decoder's connection records (a TCP SYN without ACK, a RST answering
+# one): not an ICS operation. Consumers that model ICS traffic (inventory, baseline, firewall
+# learning) leave these rows out; only rules with ``service: tcp`` see them.
+CONNECTION_PROTOCOL = "tcp"
+
+
+def ics_only(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch without connection records (returned as is when it holds none)."""
+    if batch.num_rows == 0:
+        return batch
+    keep = pc.fill_null(pc.not_equal(batch.column("protocol"), CONNECTION_PROTOCOL), True)
+    if pc.all(keep).as_py():
+        return batch
+    return batch.filter(keep)
 
 
 Endpoints = tuple[str, str, int, int, str]  # src, dst, sport, dport, transport of one direction

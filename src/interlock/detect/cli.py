@@ -24,6 +24,7 @@ from rich.table import Table
 from interlock import __version__
 from interlock.capture.decode import decode_path
 from interlock.capture.pcap import CaptureError
+from interlock.capture.records import CONNECTION_PROTOCOL
 from interlock.detect.alerts import (
     SEVERITY_RANK,
     Alert,
@@ -180,7 +181,9 @@ def detect(
             emit(engine.finish())
             if learned is not None:
                 emit(learned.finish())
-            decoded.append((path, decoder.stats.frames, sum(decoder.stats.operations.values())))
+            ops = decoder.stats.operations  # ICS operations; connection records are no operation
+            decoded.append((path, decoder.stats.frames,
+                            sum(n for p, n in ops.items() if p != CONNECTION_PROTOCOL)))
     recorded = None if no_ledger else _record(alerts, ledger_file, gap_min)
     if not quiet:
         _summary(rules, alerts, decoded, gap_min)

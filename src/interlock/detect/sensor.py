@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from interlock.capture.decode import Decoder
 from interlock.capture.pcap import CaptureError, Frame, read_frames
+from interlock.capture.records import ics_only
 from interlock.detect.alerts import Alert
 
 BATCH_SIZE = 4096  # records per batch at most, when frames arrive faster than they are judged
@@ -241,7 +242,7 @@ class Sensor:
                         self.emit(tick(now))
 
     def _judge(self, batch: pa.RecordBatch) -> None:
-        self.stats.operations += batch.num_rows
+        self.stats.operations += ics_only(batch).num_rows  # connection records are no operation
         for det in self.detectors:
             self.emit(det.process(batch))
 

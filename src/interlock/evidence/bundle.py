@@ -204,7 +204,8 @@ class Slice:
 
 
 def slice_capture(capture: Path, incident: Incident, margin_s: float) -> Slice:
-    """The frames of the incident's flows (both directions) within its window, with comments."""
+    """The frames of the incident's flows (both directions) within its window, and every frame an
+    alert cites, with comments."""
     flows = {_flow_key(a.flow) for a in incident.alerts}
     cited: dict[int, list[str]] = {}
     for a in incident.alerts:
@@ -217,15 +218,15 @@ def slice_capture(capture: Path, incident: Incident, margin_s: float) -> Slice:
     try:
         with capture.open("rb") as fh:
             for number, ts, linktype, data in read_frames(fh, str(capture)):
-                if not start <= ts <= end:
+                if not start <= ts <= end and number not in cited:
                     continue
                 packet = dissect(linktype, data)
                 if isinstance(packet, str):
                     continue
                 src, dst, sport, dport, proto = packet[:5]
                 key = (TRANSPORTS.get(proto, str(proto)), frozenset({(src, sport), (dst, dport)}))
-                if key not in flows:
-                    continue
+                if key not in flows and number not in cited:
+                    continue  # cited frames stay: a scan alert's evidence spans many flows
                 comment = f"frame {number} of {capture.name}"
                 if number in cited:
                     comment += "; evidence for " + "; ".join(cited[number])

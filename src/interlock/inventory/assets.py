@@ -48,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from interlock.capture.records import ics_only
 from interlock.inventory.identity import DNP3_G0, Identity, IdentityCollector
 
 
@@ -286,6 +287,9 @@ class InventoryBuilder:
     # -- one batch at a time ------------------------------------------------------------
 
     def update(self, batch: pa.RecordBatch) -> None:
+        # Connection records (a SYN, a RST) say nothing of a host's ICS role: a host that only
+        # sent SYNs is no master, one that refused them serves nothing.
+        batch = ics_only(batch)
         if batch.num_rows == 0:
             return
         direction = _str(batch.column("direction"))

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from interlock.capture.records import CONNECTION_PROTOCOL, ics_only
 from interlock.detect import attack
 from interlock.detect.alerts import Alert, FlowRef, Severity
 from interlock.detect.network.rules import RuleError, _compose
@@ -162,14 +163,17 @@ class Baseline:
         if source:
             self.sources_.append(source)
         for batch in batches:
-            for rec in batch.to_pylist():
+            for rec in ics_only(batch).to_pylist():
                 self.learn_one(rec)
         self._finalize()
         return self
 
     def learn_one(self, rec: Mapping[str, Any]) -> None:
-        """Learn one record (a dict with the record schema's columns)."""
+        """Learn one record (a dict with the record schema's columns); connection records
+        (protocol ``tcp``) are no ICS link and are left out."""
         self._ensure()
+        if rec.get("protocol") == CONNECTION_PROTOCOL:
+            return
         ts = _ts(rec.get("ts"))
         if ts is not None:
             self.first_ts_ = ts if self.first_ts_ is None else min(self.first_ts_, ts)
@@ -227,6 +231,8 @@ class Baseline:
         """How one record differs from the baseline (empty: as learned)."""
         self._ensure()
         out: list[Deviation] = []
+        if rec.get("protocol") == CONNECTION_PROTOCOL:
+            return out
         fc, address, count = rec.get("function_code"), rec.get("address"), rec.get("count")
         request = rec.get("direction") == "request"
         writes = rec.get("op_class") in WRITE_CLASSES
@@ -552,6 +558,7 @@ class BaselineDetector:
         either pass are judged again by :meth:`Baseline.deviations`, so the alerts are exactly
         those of the row-by-row reference, :meth:`process_rows`.
         """
+        batch = ics_only(batch)  # connection records: for the tcp rules, not the baseline
         if batch.num_rows == 0:
             return []
         batch = _epoch_seconds(batch)
@@ -564,7 +571,7 @@ class BaselineDetector:
 
     def process_rows(self, batch: pa.RecordBatch) -> list[Alert]:
         """The row-by-row reference of :meth:`process` (every record through ``deviations``)."""
-        self._gather(_epoch_seconds(batch).to_pylist())
+        self._gather(_epoch_seconds(ics_only(batch)).to_pylist())
         return []
 
     def _gather(self, records: Iterable[dict[str, Any]]) -> None:

@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from interlock.capture.records import SCHEMA
+from interlock.capture.records import CONNECTION_PROTOCOL, SCHEMA
 from interlock.detect import attack
 from interlock.detect.alerts import SEVERITIES, Alert, FlowRef, Severity
 from interlock.protocols.registry import PROTOCOLS
@@ -65,7 +65,9 @@ COMPARISONS = ("gt", "gte", "lt", "lte")
 STRING_OPS = ("contains", "startswith", "endswith")
 MODIFIERS = frozenset({*COMPARISONS, *STRING_OPS, "exists", "cidr", "expand", "all"})
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")
-SERVICES = frozenset({"any", "s7comm-plus", *(p.name for p in PROTOCOLS)})
+# "tcp": the decoder's connection records (SYN, RST), seen only by rules that name it; "any"
+# is every ICS protocol, so request counts and floods never count connection attempts.
+SERVICES = frozenset({"any", "s7comm-plus", CONNECTION_PROTOCOL, *(p.name for p in PROTOCOLS)})
 HEADER = (
     "title", "id", "status", "description", "references", "author", "date", "modified", "tags",
     "logsource", "detection", "falsepositives", "level",
@@ -835,7 +837,7 @@ ROW_FIELDS = (
     "function_code", "function", "address", "count", "object", "status", "malformed", "detail",
 )
 PROTOCOL_LABEL = {"modbus": "Modbus", "dnp3": "DNP3", "s7comm": "S7comm", "s7comm-plus": "S7comm-plus",
-                  "iec104": "IEC-104"}
+                  "iec104": "IEC-104", "tcp": "TCP"}
 
 
 def _row(view: _View, i: int, ts: float) -> dict[str, Any]:
@@ -1210,10 +1212,11 @@ class RuleEngine:
         for bound in self._bound:
             rule = bound.rule
             mask = _eval(view, rule.condition, bound.selections, {})
-            if rule.service != "any":
-                if rule.service not in service_masks:
-                    service_masks[rule.service] = pc.fill_null(pc.equal(protocols, rule.service), False)
-                mask = pc.and_(mask, service_masks[rule.service])
+            if rule.service not in service_masks:
+                service_masks[rule.service] = pc.fill_null(
+                    pc.not_equal(protocols, CONNECTION_PROTOCOL) if rule.service == "any"
+                    else pc.equal(protocols, rule.service), False)
+            mask = pc.and_(mask, service_masks[rule.service])
             hits = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
             notes: dict[int, str] = {}
             if bound.state is not None and len(hits):  # repeat / sequence: records that pass
