@@ -112,3 +112,24 @@ def test_eval_on_batadal_prints_the_metrics(tmp_path: Path) -> None:
     assert lines[0] == "timestamp,score,alarm" and len(lines) == 4177 + 1
     assert lines[1].startswith("04/07/16 00,")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_attack_columns_beside_the_label_are_not_tags(tmp_path: Path) -> None:
+    # HAI-style files carry per-stage attack columns next to the label; as tags they would give
+    # the answer away (a constant 0 in training that turns 1 exactly in the attacks).
+    rng = np.random.default_rng(0)
+    rows = 400
+    for name, attack in (("train.csv", np.zeros(rows)), ("test.csv", (np.arange(rows) >= 300) * 1.0)):
+        x = rng.normal(0, 1, (rows, 2))
+        table = "time,P1,P2,attack,attack_P1\n" + "".join(
+            f"t{i},{x[i, 0]:.4f},{x[i, 1]:.4f},{int(attack[i])},{int(attack[i])}\n" for i in range(rows)
+        )
+        (tmp_path / name).write_text(table)
+    result = CliRunner().invoke(
+        main, ["eval", "process", str(tmp_path / "train.csv"), str(tmp_path / "test.csv"),
+               "--label", "attack", "--detector", "control", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["label_columns_left_out"] == ["attack_P1"]
+    assert out["recall"] < 0.2  # noise carries no attack; only the leaked column would

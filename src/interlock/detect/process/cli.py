@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -119,6 +120,11 @@ def process(
     except DataError as exc:
         _fail(str(exc))
         return
+    # Per-stage attack columns beside the label (HAI's attack_P1..P3 next to attack) are ground
+    # truth too: left in as tags they would hand the answer to any detector.
+    left_out = sorted(_label_like(label, set(train_frame.tags) | set(test_frame.tags)))
+    for tag in left_out:
+        train_frame, test_frame = _drop(train_frame, tag), _drop(test_frame, tag)
     rounded: dict[str, int] = {}
     if resolution == "common":
         train_frame, test_frame, rounded = common_resolution(train_frame, test_frame)
@@ -145,9 +151,11 @@ def process(
         truth = (
             f"windows {windows.name}" if windows else f"column {label}" if label else f"rows {fault_start}-"
         )
-        extra = {"ground_truth": truth, "rounded": rounded}
+        extra = {"ground_truth": truth, "rounded": rounded, "label_columns_left_out": left_out}
         click.echo(json.dumps({**_as_dict(det, report, blamed, eta, vus), **extra}))
     else:
+        if left_out:
+            click.echo(f"left out as ground truth, not tags: {', '.join(left_out)}")
         if rounded:
             places = sorted(set(rounded.values()))
             click.echo(f"compared at the coarser resolution: {len(rounded)} tags rounded to "
@@ -159,7 +167,15 @@ def process(
 
 def _drop(frame: Frame, tag: str) -> Frame:
     keep = [i for i, t in enumerate(frame.tags) if t != tag]
-    return Frame(tuple(frame.tags[i] for i in keep), frame.values[:, keep], frame.timestamps)
+    return Frame(tuple(frame.tags[i] for i in keep), frame.values[:, keep], frame.timestamps, frame.label)
+
+
+def _label_like(label: str | None, tags: set[str]) -> set[str]:
+    """Tags named as the label plus a suffix (``attack_P1`` beside ``attack``)."""
+    if not label:
+        return set()
+    pattern = re.compile(rf"{re.escape(label)}[_\W]", re.IGNORECASE)
+    return {t for t in tags if pattern.match(t)}
 
 
 def _blame(det: ProcessDetector, frame: Frame, report: Report) -> list[list[str]]:
