@@ -4,7 +4,7 @@ A PLC switches a pump or a valve from the levels and pressures it reads (a tank'
 below one level and stops above another: hysteresis). Those rules are learned here from normal
 data, one shallow decision tree per on/off tag (a tag with two values in training), from
 its own previous state and the continuous tags now and one row back, leaving out those that
-merely mirror it (its own flow). An attacker who drives an
+merely mirror it (its own flow, its discharge pressure). An attacker who drives an
 actuator (a pump forced on) or who spoofs the level its PLC reads (so the PLC switches at the
 wrong moment while the historian shows the true level) breaks the learned rule: the observed
 state disagrees with a leaf that was near-pure in training.
@@ -61,7 +61,7 @@ class ControlDetector(ProcessDetector):
         min_leaf: int = 20,
         purity: float = 0.99,
         rare: float = 0.005,
-        mirror: float = 0.9,
+        mirror: float = 0.95,
         envelope: float = 0.001,
         max_rows: int = 20_000,
         inputs: str = "",
@@ -94,9 +94,10 @@ class ControlDetector(ProcessDetector):
     def _causes(self, corr: FloatArray, tag: int) -> list[int]:
         """The inputs that may drive ``tag``: not those that mirror it on the same row.
 
-        A pump's own flow or discharge pressure follows its state (|correlation| at least
-        ``mirror``): a rule built on them says "the pump runs because its flow is high" and
-        would explain away any forced start. The levels the PLC acts on do not mirror it.
+        A pump's own flow or discharge pressure follows its state (one threshold on it tells the
+        two states apart with a balanced accuracy of at least ``mirror``): a rule built on them
+        says "the pump runs because its flow is high" and would explain away any forced start.
+        The levels the PLC acts on do not mirror it: both states share the hysteresis band.
         """
         return [j for j in self.inputs_ if corr[j, tag] < self.mirror]
 
@@ -106,7 +107,7 @@ class ControlDetector(ProcessDetector):
 
     def _rules(self, x: FloatArray) -> list[_Rule]:
         rules = []
-        corr = _correlations(x)
+        corr = _separations(x, self.inputs_, self.actuators_)
         for j in self.actuators_:
             y = x[:, j]
             values, counts = np.unique(y, return_counts=True)
@@ -142,7 +143,7 @@ class ControlDetector(ProcessDetector):
             groups.setdefault(key, []).append(i)
         out = []
         if tags is None:
-            corr = _correlations(x)
+            corr = _separations(x, self.inputs_, self.actuators_)
             tags = [
                 j for j in self.inputs_
                 if any(corr[j, a] >= self.mirror for a in self.actuators_)
@@ -227,9 +228,28 @@ class ControlDetector(ProcessDetector):
         return out
 
 
-def _correlations(x: FloatArray) -> FloatArray:
-    """Absolute Pearson correlations between columns; 0 where a column is constant."""
-    z = x - x.mean(axis=0)
-    norms = np.sqrt((z * z).sum(axis=0))
-    norms[norms == 0.0] = np.inf
-    return np.asarray(np.abs((z.T @ z) / np.outer(norms, norms)), dtype=np.float64)
+def _separations(x: FloatArray, tags: list[int], actuators: list[int]) -> FloatArray:
+    """How well one threshold on tag j alone tells actuator a's two states apart, [j, a].
+
+    The balanced accuracy (mean of the two states' hit rates) of the best cut, in either
+    direction: 1.0 for a pump's own flow, about 0.5 for an unrelated tag. A level that drives a
+    pump through a hysteresis band scores well below 1, since both states share the band.
+    """
+    out = np.zeros((x.shape[1], x.shape[1]))
+    for a in actuators:
+        values = np.unique(x[:, a])
+        if len(values) != 2:
+            continue
+        on = x[:, a] == values[1]
+        n_on, n_off = int(on.sum()), int((~on).sum())
+        for j in tags:
+            order = np.argsort(x[:, j], kind="stable")
+            col, hits = x[order, j], on[order]
+            # Cut after each position where the value changes: below it "off", above it "on".
+            ends = np.flatnonzero(np.diff(col) > 0)
+            on_below = np.cumsum(hits)[ends]
+            off_below = (ends + 1) - on_below
+            acc = 0.5 * (off_below / n_off + (n_on - on_below) / n_on)
+            best = float(np.max(np.maximum(acc, 1.0 - acc))) if acc.size else 0.5
+            out[j, a] = best
+    return out
