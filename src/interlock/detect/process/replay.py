@@ -3,10 +3,15 @@
 Stuxnet-style attacks record a stretch of normal sensor values and play it back to hide the
 manipulation. Real measurements carry noise, so an exact (to the historian's resolution) repeat
 of a long, non-flat window is very unlikely unless someone replays it. Each tag's windows of
-``window`` rows are rounded to ``decimals`` and hashed; a window whose hash was seen at least
-``window`` rows earlier (in training or earlier in the scored data) is a repeat. Tags whose
-windows repeat in normal data (schedules, on/off statuses, flat lines) cannot reveal a replay
-and are left out at fit time. The score is the number of tags repeating at a row.
+w rows are rounded to ``decimals`` and hashed; a window whose hash was seen at least w rows
+earlier (in training or earlier in the scored data) is a repeat. How long is long enough
+depends on the tag: a noisy pressure never repeats 3 rows, a slow level may repeat 6. So each
+tag gets the shortest window (``min_window`` .. ``max_window``) that never repeats in the normal
+training data, plus ``margin`` rows, which sets the chance of a false repeat from normal data, not from attacks, and
+lets a replay be found after w rows rather than after the longest window; ``window`` > 0 fixes
+one window for all. Tags that repeat in normal data even at ``max_window`` (schedules, on/off
+statuses, flat lines) cannot reveal a replay and are left out. The score is the number of tags
+repeating at a row.
 
 Written by hand: neither scikit-learn, river nor PyOD has an exact-repeat detector, and a hash of
 each window costs O(rows x tags) where nearest-neighbour search over all windows would not.
@@ -23,21 +28,35 @@ from interlock.detect.process.base import FloatArray, ProcessDetector
 class ReplayDetector(ProcessDetector):
     name = "replay"
 
-    def __init__(self, window: int = 12, decimals: int = 3, quantile: float = 1.0, smooth: int = 1) -> None:
+    def __init__(
+        self,
+        window: int = 0,
+        decimals: int = 3,
+        min_window: int = 3,
+        max_window: int = 12,
+        margin: int = 1,
+        quantile: float = 1.0,
+        smooth: int = 1,
+    ) -> None:
         super().__init__(quantile, smooth)
-        self.window = window
+        self.window = window  # rows; 0: each tag its own (see _fit)
         self.decimals = decimals
+        self.min_window = min_window
+        self.max_window = max_window
+        self.margin = margin
 
-    def _repeats(self, x: FloatArray, seen: list[dict[bytes, int]] | None) -> npt.NDArray[np.bool_]:
-        """Rows x tags: True where the window ending at the row repeats an earlier window."""
+    def _repeats(
+        self, x: FloatArray, tables: dict[int, dict[bytes, int]], w: int, offset: int
+    ) -> npt.NDArray[np.bool_]:
+        """Rows x tags: True where the ``w``-row window ending at the row repeats an earlier one.
+
+        ``tables`` maps a column to its window hashes (first position seen); only its columns are
+        looked at, and it is updated in place.
+        """
         rounded = np.round(x, self.decimals)
-        n, k = rounded.shape
-        out = np.zeros((n, k), dtype=np.bool_)
-        tables = seen if seen is not None else [{} for _ in range(k)]
-        offset = self.rows_seen_ if seen is not None else 0
-        w = self.window
-        for j in range(k):
-            table = tables[j]
+        n = rounded.shape[0]
+        out = np.zeros(rounded.shape, dtype=np.bool_)
+        for j, table in tables.items():
             col = np.ascontiguousarray(rounded[:, j])
             for end in range(w, n + 1):
                 win = col[end - w : end]
@@ -51,11 +70,37 @@ class ReplayDetector(ProcessDetector):
         return out
 
     def _fit(self, x: FloatArray) -> None:
-        self.rows_seen_ = 0
-        self.tables_: list[dict[bytes, int]] = [{} for _ in range(x.shape[1])]
-        natural = self._repeats(x, self.tables_)
+        # Each tag watched with the shortest window it never repeats in normal data (so a repeat
+        # is not chance there), or, with a fixed ``window``, that one; tags that repeat in normal
+        # operation even at the longest window (schedules, on/off statuses) are left out.
+        k = x.shape[1]
+        sizes = [self.window] if self.window > 0 else range(self.min_window, self.max_window + 1)
+        self.windows_ = np.zeros(k, dtype=np.int64)  # 0: tag not watched
+        self.tables_: dict[int, dict[int, dict[bytes, int]]] = {}
+        left = list(range(k))
+        for w in sizes:
+            tables: dict[int, dict[bytes, int]] = {j: {} for j in left}
+            natural: npt.NDArray[np.bool_] = np.asarray(self._repeats(x, tables, w, 0).any(axis=0))
+            quiet = [j for j in tables if not natural[j]]
+            left = [j for j in left if natural[j]]
+            if quiet:
+                # One row longer than the first quiet length: a year of normal data without a
+                # repeat at w leaves chance repeats at w in new data possible; each extra row
+                # divides their odds by the tag's number of distinct values.
+                size = w + (self.margin if self.window == 0 else 0)
+                self.windows_[quiet] = size
+                self._grow(x, quiet, size)
+            if not left:
+                break
         self.rows_seen_ = len(x)
-        self.periodic_ = natural.any(axis=0)  # tags that repeat in normal operation
+        self.periodic_ = self.windows_ == 0
+
+    def _grow(self, x: FloatArray, cols: list[int], w: int) -> None:
+        """The training windows of ``cols`` at length ``w``, hashed for scoring."""
+        tables = self.tables_.setdefault(w, {})
+        fresh: dict[int, dict[bytes, int]] = {j: {} for j in cols}
+        self._repeats(x, fresh, w, 0)
+        tables.update(fresh)
 
     def _train_scores(self, x: FloatArray) -> FloatArray:
         # Rescoring the training rows would find each window in the tables it filled; by
@@ -68,9 +113,10 @@ class ReplayDetector(ProcessDetector):
     def _flags(self, x: FloatArray) -> npt.NDArray[np.bool_]:
         # Each scoring call looks back over training plus the frame itself, never over earlier
         # calls: scoring stays a pure function of (fitted model, frame).
-        tables = [dict(t) for t in self.tables_]
-        flags = self._repeats(x, tables)
-        flags[:, self.periodic_] = False
+        flags = np.zeros(x.shape, dtype=np.bool_)
+        for w, tables in self.tables_.items():
+            copies = {j: dict(t) for j, t in tables.items()}
+            flags |= self._repeats(x, copies, w, self.rows_seen_)
         return flags
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
