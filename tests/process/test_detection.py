@@ -94,12 +94,12 @@ def test_replay_picks_each_tags_shortest_window_that_never_repeats_in_training()
     status = (np.arange(rows) // 10 % 2).astype(float)  # a schedule: repeats at any length
     train = Frame(("noisy", "coarse", "status"), np.column_stack([noisy, coarse, status]))
     det = ReplayDetector().fit(train)
-    assert det.windows_[0] == 3 + 1  # the minimum, plus one row of margin
-    assert 4 < det.windows_[1] <= 12 + 1  # 4 values: 4**w windows; repeats stop near w = 7
+    assert det.windows_[0] == 3 + 2  # the minimum, plus two rows of margin
+    assert 5 < det.windows_[1] <= 12 + 2  # 4 values: 4**w windows; repeats stop near w = 7
     assert det.windows_[2] == 0  # left out
     held = rng.normal(0, 1, 300)
     x = np.column_stack([held, rng.integers(0, 4, 300).astype(float), status[:300]])
     x[200:260, 0] = x[50:110, 0]  # the noisy tag replays 60 rows
     flagged = np.flatnonzero(ReplayDetector().fit(train).predict(Frame(train.tags, x)))
-    # Found 4 rows into the replay (its own window), not 12; and nowhere else.
-    assert flagged.min() == 200 + 4 - 1 and flagged.max() < 260
+    # Found 5 rows into the replay (its own window), not 12; and nowhere else.
+    assert flagged.min() == 200 + 5 - 1 and flagged.max() < 260

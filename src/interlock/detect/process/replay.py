@@ -34,7 +34,7 @@ class ReplayDetector(ProcessDetector):
         decimals: int = 3,
         min_window: int = 3,
         max_window: int = 12,
-        margin: int = 1,
+        margin: int = 2,
         quantile: float = 1.0,
         smooth: int = 1,
     ) -> None:
@@ -84,9 +84,10 @@ class ReplayDetector(ProcessDetector):
             quiet = [j for j in tables if not natural[j]]
             left = [j for j in left if natural[j]]
             if quiet:
-                # One row longer than the first quiet length: a year of normal data without a
-                # repeat at w leaves chance repeats at w in new data possible; each extra row
-                # divides their odds by the tag's number of distinct values.
+                # Longer than the first quiet length: normal data without a repeat at w leaves
+                # chance repeats at w in new data possible (the more so the shorter the training
+                # data: TEP's 500 rows); each extra row divides their odds by the tag's number
+                # of distinct values.
                 size = w + (self.margin if self.window == 0 else 0)
                 self.windows_[quiet] = size
                 self._grow(x, quiet, size)
