@@ -103,3 +103,16 @@ def test_replay_picks_each_tags_shortest_window_that_never_repeats_in_training()
     flagged = np.flatnonzero(ReplayDetector().fit(train).predict(Frame(train.tags, x)))
     # Found 5 rows into the replay (its own window), not 12; and nowhere else.
     assert flagged.min() == 200 + 5 - 1 and flagged.max() < 260
+
+
+def test_replay_fit_check_agrees_with_the_scoring_tables() -> None:
+    from interlock.detect.process.replay import _repeats_in
+
+    rng = np.random.default_rng(3)
+    det = ReplayDetector(window=4)
+    for values in (rng.integers(0, 3, 400), rng.normal(0, 1, 400), np.repeat([1.0, 2.0], 200)):
+        col = np.round(values.astype(float), 3)
+        for w in (3, 4, 6, 9):
+            tables: dict[int, dict[bytes, int]] = {0: {}}
+            slow = bool(det._repeats(col[:, None], tables, w, 0).any())
+            assert _repeats_in(col, w) == slow

@@ -236,20 +236,22 @@ def _separations(x: FloatArray, tags: list[int], actuators: list[int]) -> FloatA
     pump through a hysteresis band scores well below 1, since both states share the band.
     """
     out = np.zeros((x.shape[1], x.shape[1]))
+    states = []
     for a in actuators:
         values = np.unique(x[:, a])
-        if len(values) != 2:
-            continue
-        on = x[:, a] == values[1]
-        n_on, n_off = int(on.sum()), int((~on).sum())
-        for j in tags:
-            order = np.argsort(x[:, j], kind="stable")
-            col, hits = x[order, j], on[order]
-            # Cut after each position where the value changes: below it "off", above it "on".
-            ends = np.flatnonzero(np.diff(col) > 0)
-            on_below = np.cumsum(hits)[ends]
+        if len(values) == 2:
+            on = x[:, a] == values[1]
+            states.append((a, on, int(on.sum()), int((~on).sum())))
+    if not states:
+        return out
+    for j in tags:
+        order = np.argsort(x[:, j], kind="stable")  # once per tag, shared by every actuator
+        col = x[order, j]
+        # Cut after each position where the value changes: below it "off", above it "on".
+        ends = np.flatnonzero(np.diff(col) > 0)
+        for a, on, n_on, n_off in states:
+            on_below = np.cumsum(on[order])[ends]
             off_below = (ends + 1) - on_below
             acc = 0.5 * (off_below / n_off + (n_on - on_below) / n_on)
-            best = float(np.max(np.maximum(acc, 1.0 - acc))) if acc.size else 0.5
-            out[j, a] = best
+            out[j, a] = float(np.max(np.maximum(acc, 1.0 - acc))) if acc.size else 0.5
     return out

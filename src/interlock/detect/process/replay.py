@@ -7,11 +7,11 @@ w rows are rounded to ``decimals`` and hashed; a window whose hash was seen at l
 earlier (in training or earlier in the scored data) is a repeat. How long is long enough
 depends on the tag: a noisy pressure never repeats 3 rows, a slow level may repeat 6. So each
 tag gets the shortest window (``min_window`` .. ``max_window``) that never repeats in the normal
-training data, plus ``margin`` rows, which sets the chance of a false repeat from normal data, not from attacks, and
-lets a replay be found after w rows rather than after the longest window; ``window`` > 0 fixes
-one window for all. Tags that repeat in normal data even at ``max_window`` (schedules, on/off
-statuses, flat lines) cannot reveal a replay and are left out. The score is the number of tags
-repeating at a row.
+training data, plus ``margin`` rows: the chance of a false repeat is set from normal data, not
+from attacks, and a replay is found after w rows rather than after the longest window.
+``window`` > 0 fixes one window for all. Tags that repeat in normal data even at
+``max_window`` (schedules, on/off statuses, flat lines) cannot reveal a replay and are left
+out. The score is the number of tags repeating at a row.
 
 Written by hand: neither scikit-learn, river nor PyOD has an exact-repeat detector, and a hash of
 each window costs O(rows x tags) where nearest-neighbour search over all windows would not.
@@ -78,10 +78,10 @@ class ReplayDetector(ProcessDetector):
         self.windows_ = np.zeros(k, dtype=np.int64)  # 0: tag not watched
         self.tables_: dict[int, dict[int, dict[bytes, int]]] = {}
         left = list(range(k))
+        rounded = np.round(x, self.decimals)
         for w in sizes:
-            tables: dict[int, dict[bytes, int]] = {j: {} for j in left}
-            natural: npt.NDArray[np.bool_] = np.asarray(self._repeats(x, tables, w, 0).any(axis=0))
-            quiet = [j for j in tables if not natural[j]]
+            natural = {j: _repeats_in(rounded[:, j], w) for j in left}
+            quiet = [j for j in left if not natural[j]]
             left = [j for j in left if natural[j]]
             if quiet:
                 # Longer than the first quiet length: normal data without a repeat at w leaves
@@ -122,3 +122,20 @@ class ReplayDetector(ProcessDetector):
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         return np.asarray(self._flags(x)[rows], dtype=np.float64)
+
+
+def _repeats_in(col: FloatArray, w: int) -> bool:
+    """Whether a non-flat ``w``-row window of ``col`` equals one that started >= ``w`` rows earlier.
+
+    The same test as ``ReplayDetector._repeats`` on one column, vectorised for fitting: every
+    window length is tried on every tag there.
+    """
+    if len(col) < w:
+        return False
+    windows = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(col), w)
+    moving = np.flatnonzero(~np.all(windows == windows[:, :1], axis=1))
+    if moving.size < 2:
+        return False
+    keys = np.ascontiguousarray(windows[moving]).view(np.dtype((np.void, 8 * w))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return bool(np.any(moving - moving[first[inverse]] >= w))
