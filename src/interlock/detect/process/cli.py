@@ -30,6 +30,8 @@ TEP_PCA_BASELINE = {
 }  # fmt: skip
 TEP_PCA_FALSE_ALARM = 6.13
 TEP_FAULT_START = 160  # the fault is introduced at sample 161 (1-based)
+# Column names public data sets give their ground truth (BATADAL, SWaT, HAI, WADI, generic).
+LABEL_NAMES = frozenset({"att_flag", "attack", "label", "normal/attack", "anomaly", "fault", "class"})
 
 
 def _fail(message: str) -> None:
@@ -120,6 +122,11 @@ def process(
     except DataError as exc:
         _fail(str(exc))
         return
+    if windows is not None and label is None:
+        truthy = [t for t in test_frame.tags if t.lower() in LABEL_NAMES]
+        if truthy:
+            _fail(f"{test}: column {truthy[0]!r} looks like ground truth: name it with --label "
+                  "so it is left out of the tags (the windows stay the truth)")  # fmt: skip
     # Per-stage attack columns beside the label (HAI's attack_P1..P3 next to attack) are ground
     # truth too: left in as tags they would hand the answer to any detector.
     left_out = sorted(_label_like(label, set(train_frame.tags) | set(test_frame.tags)))

@@ -101,9 +101,14 @@ class ControlDetector(ProcessDetector):
         """
         return [j for j in self.inputs_ if corr[j, tag] < self.mirror]
 
-    def _features(self, x: FloatArray, tag: int, causes: list[int]) -> FloatArray:
-        prev = np.vstack([x[:1], x[:-1]])
-        return np.column_stack([prev[:, tag], x[:, causes], prev[:, causes]])
+    def _features(
+        self, x: FloatArray, tag: int, causes: list[int], rows: npt.NDArray[np.intp] | None = None
+    ) -> FloatArray:
+        """Previous state, causes now, causes one row back; for ``rows`` only if given."""
+        now = np.arange(len(x)) if rows is None else rows
+        before = np.maximum(now - 1, 0)
+        cols = np.asarray(causes, dtype=np.intp)
+        return np.column_stack([x[before, tag], x[np.ix_(now, cols)], x[np.ix_(before, cols)]])
 
     def _rules(self, x: FloatArray) -> list[_Rule]:
         rules = []
@@ -117,10 +122,10 @@ class ControlDetector(ProcessDetector):
             if len(values) == 2 and counts.min() >= 2 * self.min_leaf:
                 # A depth-3 rule needs no more than a few thousand switches to place its
                 # thresholds; evenly spaced rows keep fitting time flat on long histories.
-                step = max(1, -(-len(x) // self.max_rows))
+                rows = np.arange(0, len(x), max(1, -(-len(x) // self.max_rows)))
                 tree = DecisionTreeClassifier(
                     max_depth=self.depth, min_samples_leaf=self.min_leaf, random_state=0
-                ).fit(self._features(x, j, causes)[::step], y[::step])
+                ).fit(self._features(x, j, causes, rows), y[rows])
                 dist = tree.tree_.value[:, 0, :]
                 sure = dist.max(axis=1) / np.maximum(dist.sum(axis=1), 1e-12) >= self.purity
             rules.append(_Rule(j, tree, causes, sure, rare_value, tuple(map(float, values))))

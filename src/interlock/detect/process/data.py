@@ -150,10 +150,14 @@ MAX_DECIMALS = 6  # finer than this counts as full precision
 
 
 def decimals(values: np.ndarray) -> np.ndarray:
-    """Per column, the fewest decimals that write every value exactly (MAX_DECIMALS + 1: finer)."""
+    """Per column, the fewest decimals that write every value exactly (MAX_DECIMALS + 1: finer,
+    or fewer than two distinct fractional values to tell by)."""
     out = np.full(values.shape[1], MAX_DECIMALS + 1)
     for j in range(values.shape[1]):
         col = values[:, j]
+        fractional = np.unique(col[col != np.rint(col)])
+        if len(fractional) < 2:
+            continue  # whole numbers only (a pump idle all year, a status): no evidence of resolution
         for k in range(MAX_DECIMALS + 1):
             scaled = col * 10.0**k
             if np.all(np.abs(scaled - np.rint(scaled)) <= 1e-6 + 1e-9 * np.abs(scaled)):

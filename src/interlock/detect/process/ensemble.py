@@ -18,7 +18,6 @@ logic and the pumps' operating ranges). Every member gets the ensemble's
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -58,6 +57,8 @@ class EnsembleDetector(ProcessDetector):
         return out
 
     def fit(self, train: Frame) -> EnsembleDetector:
+        if len(train) < 2:
+            raise ValueError("training data needs at least 2 rows")
         self.detectors_ = [d.fit(train) for d in self._make()]
         self.tags_ = train.tags
         self.threshold_ = 1.0
@@ -69,30 +70,49 @@ class EnsembleDetector(ProcessDetector):
         for d in self.detectors_:
             s = d.score(frame)
             t = d.threshold_
-            # A threshold of 0 (replay: any repeat) cannot divide: above it maps to 1 + score.
-            cols.append(s / t if t > _TINY else np.where(s > t, 1.0 + s, 0.0))
+            # A threshold at or below 0 (replay: any repeat) cannot divide: above it maps to
+            # 1 + the excess, so the ensemble still alarms exactly when the member does.
+            cols.append(s / t if t > _TINY else np.where(s > t, 1.0 + (s - t), 0.0))
         return np.column_stack(cols)
 
     def score(self, frame: Frame) -> FloatArray:
         self._check(frame)
         return np.asarray(self._ratios(frame).max(axis=1), dtype=np.float64)
 
+    def _score(self, x: FloatArray) -> FloatArray:
+        return self.score(Frame(self.tags_, x))
+
     def alerts(self, frame: Frame, limit: int | None = None) -> list[Alert]:
-        ratios = self._ratios(frame)
+        self._check(frame)
+        ratios = self._ratios(frame)  # once: every member scores the frame once
+        rows = np.flatnonzero(ratios.max(axis=1) > self.threshold_)[:limit]
+        if not rows.size:
+            return []
+        winner = np.argmax(ratios[rows], axis=1)
+        blame = self._member_blame(frame.values, rows, winner)
         out = []
-        for a in super().alerts(frame, limit):
-            member = self.detectors_[int(np.argmax(ratios[a.row]))].name
-            out.append(replace(a, explanation=a.explanation.replace("ensemble:", f"ensemble/{member}:", 1)))
+        for row, member, weights in zip(rows, winner, blame, strict=True):
+            order = [i for i in np.argsort(-weights)[:3] if weights[i] > 0] or [int(np.argmax(weights))]
+            why = ", ".join(f"{self.tags_[i]} {weights[i]:.3g}" for i in order)
+            name = self.detectors_[int(member)].name
+            tags = tuple(self.tags_[i] for i in order)
+            out.append(Alert(int(row), float(ratios[row].max()), tags, f"ensemble/{name}: {why}"))
+        return out
+
+    def _member_blame(
+        self, x: FloatArray, rows: npt.NDArray[np.intp], winner: npt.NDArray[np.intp]
+    ) -> FloatArray:
+        """Blame of each row from the member that alarmed most there, one call per member."""
+        out = np.zeros((len(rows), len(self.tags_)))
+        for m, member in enumerate(self.detectors_):
+            mine = winner == m
+            if mine.any():
+                out[mine] = member._blame(x, rows[mine])
         return out
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
-        frame = Frame(self.tags_, x)
-        ratios = self._ratios(frame)
-        out = np.zeros((len(rows), len(self.tags_)))
-        for i, row in enumerate(rows):
-            member = self.detectors_[int(np.argmax(ratios[row]))]
-            out[i] = member._blame(x, np.array([row]))[0]
-        return out
+        ratios = self._ratios(Frame(self.tags_, x))
+        return self._member_blame(x, rows, np.argmax(ratios[rows], axis=1))
 
 
 def _member_params(item: str, args: str, known: dict[str, Any]) -> dict[str, Any]:

@@ -124,8 +124,12 @@ class ReplayDetector(ProcessDetector):
         return np.asarray(self._flags(x)[rows], dtype=np.float64)
 
 
+MIN_MOVING = 20  # changing windows a tag needs in training before its repeats mean anything
+
+
 def _repeats_in(col: FloatArray, w: int) -> bool:
-    """Whether a non-flat ``w``-row window of ``col`` equals one that started >= ``w`` rows earlier.
+    """Whether a non-flat ``w``-row window of ``col`` equals one that started >= ``w`` rows earlier
+    (True, too, for a tag that barely moves: it is as unusable as one that repeats).
 
     The same test as ``ReplayDetector._repeats`` on one column, vectorised for fitting: every
     window length is tried on every tag there.
@@ -134,8 +138,10 @@ def _repeats_in(col: FloatArray, w: int) -> bool:
         return False
     windows = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(col), w)
     moving = np.flatnonzero(~np.all(windows == windows[:, :1], axis=1))
-    if moving.size < 2:
-        return False
+    if moving.size < MIN_MOVING or len(np.unique(col)) < 3:
+        # Too little movement to judge (a flat tag, an on/off status that switched a few times):
+        # its few changing windows being distinct says nothing of chance; not watched.
+        return True
     keys = np.ascontiguousarray(windows[moving]).view(np.dtype((np.void, 8 * w))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return bool(np.any(moving - moving[first[inverse]] >= w))
