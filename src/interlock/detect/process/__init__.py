@@ -25,6 +25,7 @@ _CLASSES = {
     "CVADetector": ("cva", "cva"),
     "BalanceDetector": ("balance", "balance"),
     "ControlDetector": ("control", "control"),
+    "FrozenDetector": ("frozen", "frozen"),
     "EnsembleDetector": ("ensemble", "ensemble"),
 }
 NAMES = tuple(sorted(name for _, name in _CLASSES.values()))
@@ -62,6 +63,7 @@ __all__ = [
     "DynamicPCADetector",
     "EnsembleDetector",
     "Frame",
+    "FrozenDetector",
     "HalfSpaceTreesDetector",
     "InvariantDetector",
     "IsolationForestDetector",

@@ -11,9 +11,10 @@ some member does. The blame and the explanation come from the member with the la
 ``members`` is a ``+``-separated list of detector names, each with its own parameters in
 brackets if need be, so it can be set from the command line
 (``--param "members=replay+cva(ewma=0.2,keep_raw=1)"``). The default takes one detector per kind of trace:
-``replay`` (concealment), ``cva`` (the process dynamics) and ``control`` (the PLC's switching
-logic and the pumps' operating ranges). Every member gets the ensemble's
-``quantile``; the ``replay`` member keeps its own (an exact repeat is never normal).
+``replay`` (concealment), ``cva`` (the process dynamics), ``control`` (the PLC's switching
+logic and the pumps' operating ranges) and ``frozen`` (a stuck valve or a held sensor value).
+Every member gets the ensemble's ``quantile``; ``replay`` and ``frozen`` keep theirs (an
+exact repeat, a tag frozen past anything seen in normal data, is never normal).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class EnsembleDetector(ProcessDetector):
 
     def __init__(
         self,
-        members: str = "replay+cva(ewma=0.2,keep_raw=1)+control",
+        members: str = "replay+cva(ewma=0.2,keep_raw=1)+control+frozen",
         quantile: float = 0.99,
         smooth: int = 1,
     ) -> None:
@@ -50,7 +51,7 @@ class EnsembleDetector(ProcessDetector):
                 raise ValueError(f"ensemble member {name!r}: choose among {', '.join(NAMES)}")
             cls = detector_class(name)
             kwargs: dict[str, Any] = {"smooth": self.smooth}
-            if name != "replay":
+            if cls().quantile < 1.0:  # replay, frozen: any finding alarms, whatever the quantile
                 kwargs["quantile"] = self.quantile
             kwargs.update(_member_params(item.strip(), args, cls().get_params()))
             out.append(cls(**kwargs))

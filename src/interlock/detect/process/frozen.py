@@ -1,0 +1,77 @@
+"""Frozen tags: a sensor or actuator that moves in normal operation and suddenly holds still.
+
+A stuck valve, a frozen transmitter and the crudest spoof ("hold the last good value", ATT&CK
+for ICS T0856 Spoof Reporting Message) all leave the same trace: a tag that never stays on one
+value for long in normal data reads the same value row after row. Correlation models miss it
+while the frozen value stays plausible, and ``replay`` skips flat windows on purpose (a flat
+window repeats by nature). Each tag's longest run of one value (at ``decimals``) in the normal
+training data sets its limit: twice that run plus ``margin`` rows, because sampled tags (an
+analyser reporting every fifth row) hold for a whole sample period and two equal samples in a
+row happen by chance. Tags that hold longer than ``max_run`` rows in normal data (setpoints,
+on/off statuses, levels at a coarse resolution) are left out: stillness is normal for them.
+The score is the number of tags frozen past their limit at a row; any is an alarm.
+
+Written by hand: scikit-learn, river and PyOD score values, not how long a value lasts, and a
+run length is one pass of numpy per tag.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from interlock.detect.process.base import FloatArray, ProcessDetector
+
+
+class FrozenDetector(ProcessDetector):
+    name = "frozen"
+
+    def __init__(
+        self,
+        decimals: int = 3,
+        margin: int = 2,
+        max_run: int = 12,
+        quantile: float = 1.0,
+        smooth: int = 1,
+    ) -> None:
+        super().__init__(quantile, smooth)
+        self.decimals = decimals
+        self.margin = margin
+        self.max_run = max_run
+
+    def _fit(self, x: FloatArray) -> None:
+        rounded = np.round(x, self.decimals)
+        longest = _run_lengths(rounded).max(axis=0)
+        distinct = np.array([len(np.unique(rounded[:, j])) for j in range(x.shape[1])])
+        watched = (longest <= self.max_run) & (distinct >= 3)
+        # 0: not watched (holds still in normal operation, or barely moves at all)
+        self.limits_ = np.where(watched, 2 * longest + self.margin, 0).astype(np.int64)
+
+    def _train_scores(self, x: FloatArray) -> FloatArray:
+        # No watched tag holds past its limit in training by construction: any frozen tag alarms.
+        return np.zeros(len(x))
+
+    def _runs_over(self, x: FloatArray) -> FloatArray:
+        """Rows x tags: the current run over the tag's limit where it reaches it, else 0."""
+        runs = _run_lengths(np.round(x, self.decimals))
+        limits = self.limits_[None, :]
+        frozen = (limits > 0) & (runs >= limits)
+        return np.where(frozen, runs / np.maximum(limits, 1), 0.0)
+
+    def _score(self, x: FloatArray) -> FloatArray:
+        return np.asarray((self._runs_over(x) > 0).sum(axis=1), dtype=np.float64)
+
+    def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
+        return np.asarray(self._runs_over(x)[rows], dtype=np.float64)
+
+
+def _run_lengths(x: FloatArray) -> npt.NDArray[np.int64]:
+    """Rows x tags: how many rows, this one included, the tag has held its current value."""
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(x.shape, dtype=np.int64)
+    idx = np.arange(n)[:, None]
+    # NaN never equals itself, so a missing value starts a new run rather than extending one.
+    changed = np.vstack([np.ones((1, x.shape[1]), dtype=np.bool_), x[1:] != x[:-1]])
+    start = np.maximum.accumulate(np.where(changed, idx, 0), axis=0)
+    return np.asarray(idx - start + 1, dtype=np.int64)

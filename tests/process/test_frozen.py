@@ -1,0 +1,76 @@
+"""The frozen-tag detector: a stuck valve or a held sensor value, calibrated on normal runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from interlock.cli import main
+from interlock.detect.process import EnsembleDetector, Frame, FrozenDetector
+from interlock.detect.process.frozen import _run_lengths
+from tests.process.conftest import plant, shared
+
+
+def test_run_lengths_count_rows_held_and_nan_breaks_a_run() -> None:
+    x = np.array([[1.0], [1.0], [2.0], [2.0], [2.0], [np.nan], [np.nan], [2.0]])
+    np.testing.assert_array_equal(_run_lengths(x)[:, 0], [1, 2, 1, 2, 3, 1, 1, 1])
+
+
+def test_a_stuck_valve_is_found_after_its_limit_and_nothing_else() -> None:
+    train, held = plant(2000, 0), plant(600, 1)
+    det = FrozenDetector().fit(train)
+    assert not det.predict(held).any()  # normal noise never holds still
+    x = held.values.copy()
+    j = held.tags.index("F_PUMP")
+    x[300:400, j] = x[300, j]  # the pump's flow freezes at its last value
+    flagged = np.flatnonzero(det.predict(Frame(held.tags, x)))
+    limit = int(det.limits_[j])
+    assert limit >= 3
+    np.testing.assert_array_equal(flagged, np.arange(300 + limit - 1, 400))
+    alert = det.alerts(Frame(held.tags, x))[0]
+    assert alert.tags == ("F_PUMP",) and alert.explanation.startswith("frozen: F_PUMP")
+
+
+def test_sampled_and_switching_tags_are_not_mistaken_for_frozen() -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    noisy = rng.normal(0, 1, n)
+    analyser = np.repeat(rng.normal(0, 1, n // 5), 5)  # a new sample every fifth row
+    status = (np.arange(n) // 200 % 2).astype(float)  # a pump that runs for 200 rows at a time
+    train = Frame(("noisy", "analyser", "status"), np.column_stack([noisy, analyser, status]))
+    det = FrozenDetector().fit(train)
+    # The analyser holds 5 rows by design: two equal samples (10 rows) are chance, not a fault.
+    assert det.limits_[1] == 2 * 5 + 2 and det.limits_[2] == 0
+    test = train.values[:600].copy()
+    test[100:110, 1] = test[100, 1]
+    test[:, 2] = 1.0  # the pump runs the whole time: normal for a status
+    assert not det.predict(Frame(train.tags, test)).any()
+    test[200:212, 1] = test[200, 1]  # frozen for 12 rows: past twice a sample period
+    assert det.predict(Frame(train.tags, test))[211] == 1
+
+
+def test_default_ensemble_alarms_on_a_frozen_tag_through_its_frozen_member() -> None:
+    train, held = plant(2000, 0), plant(600, 1)
+    ens = EnsembleDetector().fit(train)
+    frozen = [d for d in ens.detectors_ if d.name == "frozen"]
+    assert frozen and frozen[0].quantile == 1.0  # keeps its own: any frozen tag alarms
+    x = held.values.copy()
+    x[300:400, 2] = x[300, 2]
+    assert ens.predict(Frame(held.tags, x))[320:400].all()
+
+
+def test_tep_fault_21_is_the_stuck_stream_4_valve() -> None:
+    tep = shared("tep")
+    args = ["eval", "process", str(tep / "d00.dat"), str(tep), "--benchmark", "tep",
+            "--detector", "frozen", "--json"]  # fmt: skip
+    out = CliRunner().invoke(main, args)
+    report = json.loads(out.output)
+    rates = {f["fault"]: f["detection_rate"] for f in report["faults"]}
+    # Fault 21 fixes the stream 4 valve (XMV 4) at its steady-state position: frozen from the
+    # first faulty row, found a limit later; the plant shutdowns of faults 6 and 18 freeze
+    # every tag. Nothing else holds still, and neither does normal operation.
+    assert rates[21] > 99 and rates[6] > 50 and rates[18] > 50
+    assert all(rates[f] == 0 for f in rates if f not in (6, 18, 21))
+    assert report["false_alarm_rate"] == 0
