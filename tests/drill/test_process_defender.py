@@ -129,3 +129,25 @@ def test_an_earlier_window_put_back_in_the_hmi_view_loses_the_watermark() -> Non
     watermark = [a for a in alerts if a.rule == "process.watermark"]
     assert len(watermark) == 1 and 600.0 <= watermark[0].time_s <= 780.0, alerts
     assert {a.rule for a in alerts} <= {"process.watermark", "process.replay"}
+
+
+def test_a_sensor_held_at_one_value_in_the_hmi_view_is_found_frozen() -> None:
+    """The historian-level hold: plc-1's HMI temperature reads its 600 s value from 600 s on."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = asyncio.run(_benign("reactor", 41, 900.0))
+    t = table.column("plant_time_s").to_numpy()
+    dev = table.column("device").to_numpy(zero_copy_only=False)
+    src = table.column("source").to_numpy(zero_copy_only=False)
+    tag = table.column("tag").to_numpy(zero_copy_only=False)
+    value = table.column("value").to_numpy().copy()
+    held = (dev == "plc-1") & (src == "hmi") & (tag == "reactor_temp_k") & (t >= 600.0)
+    first = np.flatnonzero(held)[0]
+    value[held] = value[first]
+    frozen = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
+    alerts = [a for a in process_alerts(frozen, "reactor", WARMUP_S, seed=41, watermark=True)
+              if a.rule == "process.frozen"]  # fmt: skip
+    assert len(alerts) == 1, alerts  # one episode, to the end of the run
+    assert 600.0 < alerts[0].time_s <= 640.0 and "reactor_temp_k" in alerts[0].message
+    assert set(alerts[0].attack_ids) == {"T0856", "T0832"}

@@ -3,7 +3,7 @@
 The network defenders judge the capture; these judge what the HMI *showed* (the historian's
 ``source == "hmi"`` rows; the ``truth`` rows are the simulator's and no defender has them). Every
 detector is fitted on the drill's warm-up only (rows before ``warmup_s``, benign by the scenario's
-contract) and scores the rest; the inject schedule is never read. Three detectors:
+contract) and scores the rest; the inject schedule is never read. Four detectors:
 
 1. **Controller tampering** (``detect.process.tampering``) on every Modbus controller of the plant
    with watched points: each change of a setpoint, tuning, loop-mode, alarm-setpoint, trip-setpoint
@@ -20,6 +20,8 @@ contract) and scores the rest; the inject schedule is never read. Three detector
    correlation falls below chance, per episode.
 3. **Replayed windows** (``detect.process.replay``): a window of the PLC's sensor values that
    repeats, value for value, one seen earlier (warm-up included) is a replay's fingerprint.
+4. **Frozen sensors** (``detect.process.frozen``): a sensor that holds one value far longer than
+   it ever did in the warm-up: a spoof that answers with one held reading, or a dead transmitter.
 
 ATT&CK for ICS ids of the findings (``src/interlock/data/attack_ics.json``):
 
@@ -34,8 +36,8 @@ ATT&CK for ICS ids of the findings (``src/interlock/data/attack_ics.json``):
 - trip setpoint or bypass of a safety controller: T0880 Loss of Safety and T0836.
 - loop-law breach: T0831 (the output no longer answers the loop's inputs as programmed) and
   T0836 (the usual cause on the range: the program's parameters are not those registered).
-- watermark vanished, replayed window: T0856 Spoof Reporting Message and T0832 Manipulation of
-  View: the HMI is shown values that are not the plant's.
+- watermark vanished, replayed window, frozen sensor: T0856 Spoof Reporting Message and T0832
+  Manipulation of View: the HMI is shown values that are not the plant's.
 
 One alert per finding *episode*: changes of one tag less than ``EPISODE_GAP_S`` apart are one
 episode (a brute-force toggle is one finding, not 24), as are alarm runs of one detector separated
@@ -47,7 +49,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +148,7 @@ def process_alerts(
     if watermark:
         alerts += _watermark(trends, plant, warmup_s, seed)
     alerts += _replay(trends, plant, warmup_s, points)
+    alerts += _frozen(trends, plant, warmup_s, points)
     return sorted(alerts, key=lambda a: a.time_s)
 
 
@@ -327,11 +330,10 @@ def _runs(flags: npt.NDArray[np.bool_], t: npt.NDArray[np.float64], gap_s: float
     return out
 
 
-# -- replayed windows ---------------------------------------------------------------------------
-def _replay(trends: Any, plant: str, warmup_s: float, points: Any) -> list[AlertSeen]:
-    from interlock.detect.process.replay import ReplayDetector
-
-    out: list[AlertSeen] = []
+# -- replayed windows and frozen sensors --------------------------------------------------------
+def _sensor_frames(trends: Any, warmup_s: float, points: Any) -> Iterator[tuple[str, Frame, int, FloatArray]]:
+    """Per Modbus device of the plant (safety controllers aside): its sensors as the HMI saw them,
+    the first row after the warm-up and the plant times, where the warm-up has enough rows."""
     for device in points.devices:
         if device.protocol != "modbus" or device.role == "sis":
             continue
@@ -348,6 +350,14 @@ def _replay(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
         if cut < 3 * REPLAY_WINDOW or cut >= len(times):
             continue
         sub = Frame(tuple(frame.tags[c] for c in cols), frame.values[:, cols], frame.timestamps)
+        yield device.name, sub, cut, times
+
+
+def _replay(trends: Any, plant: str, warmup_s: float, points: Any) -> list[AlertSeen]:
+    from interlock.detect.process.replay import ReplayDetector
+
+    out: list[AlertSeen] = []
+    for name, sub, cut, times in _sensor_frames(trends, warmup_s, points):
         det = ReplayDetector(window=REPLAY_WINDOW, decimals=6).fit(sub.rows(0, cut))
         after = sub.rows(cut, len(sub))
         flags = det._flags(after.values)  # rows x tags; the public score only counts them
@@ -358,10 +368,37 @@ def _replay(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
             first = t_after[start] - (REPLAY_WINDOW - 1) * float(np.median(np.diff(times)))
             out.append(
                 AlertSeen(
-                    float(t_after[start]), SPOOF_IDS, "", device.name, "process.replay", SEVERITY,
-                    f"{device.name}: the HMI's {', '.join(tags)} repeat value for value a "
+                    float(t_after[start]), SPOOF_IDS, "", name, "process.replay", SEVERITY,
+                    f"{name}: the HMI's {', '.join(tags)} repeat value for value a "
                     f"{REPLAY_WINDOW}-poll window seen earlier (window from t={first:g}s), until "
                     f"t={t_after[stop - 1]:g}s: replayed readings",
+                )
+            )  # fmt: skip
+    return out
+
+
+def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[AlertSeen]:
+    """Sensors the HMI sees holding one value far longer than in the warm-up: a held spoof or a
+    dead transmitter (``detect.process.frozen``; the limit is twice the longest warm-up run + 2)."""
+    from interlock.detect.process.frozen import FrozenDetector
+
+    out: list[AlertSeen] = []
+    for name, sub, cut, times in _sensor_frames(trends, warmup_s, points):
+        det = FrozenDetector(decimals=6).fit(sub.rows(0, cut))
+        after = sub.rows(cut, len(sub))
+        over = det._runs_over(after.values)  # rows x tags: run / limit where frozen past it
+        rows = np.asarray((over > 0).any(axis=1), dtype=np.bool_)
+        t_after = times[cut:]
+        for start, stop in _runs(rows, t_after, EPISODE_GAP_S):
+            cols = np.flatnonzero((over[start:stop] > 0).any(axis=0))
+            tags = [after.tags[j] for j in cols]
+            held = ", ".join(f"{after.tags[j]} at {after.values[start, j]:g}" for j in cols)
+            out.append(
+                AlertSeen(
+                    float(t_after[start]), SPOOF_IDS, "", name, "process.frozen", SEVERITY,
+                    f"{name}: the HMI's {held} held one value for {int(det.limits_[cols].max())}+ "
+                    f"polls (the warm-up never held {', '.join(tags)} half as long), until "
+                    f"t={t_after[stop - 1]:g}s: frozen or held readings",
                 )
             )  # fmt: skip
     return out

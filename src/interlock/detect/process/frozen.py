@@ -7,7 +7,10 @@ while the frozen value stays plausible, and ``replay`` skips flat windows on pur
 window repeats by nature). Each tag's longest run of one value (at ``decimals``) in the normal
 training data sets its limit: twice that run plus ``margin`` rows, because sampled tags (an
 analyser reporting every fifth row) hold for a whole sample period and two equal samples in a
-row happen by chance. Tags that hold longer than ``max_run`` rows in normal data (setpoints,
+row happen by chance. A short training set (a drill's six-minute warm-up) can miss how long a
+coarse reading holds by chance, so the limit is at least the run whose odds are under ``odds``
+per row if each row repeated the last one independently, at the rate seen in training
+(q^(L-1) < odds). Tags that hold longer than ``max_run`` rows in normal data (setpoints,
 on/off statuses, levels at a coarse resolution) are left out: stillness is normal for them.
 The score is the number of tags frozen past their limit at a row; any is an alarm.
 
@@ -31,6 +34,7 @@ class FrozenDetector(ProcessDetector):
         decimals: int = 3,
         margin: int = 2,
         max_run: int = 12,
+        odds: float = 1e-6,
         quantile: float = 1.0,
         smooth: int = 1,
     ) -> None:
@@ -38,14 +42,19 @@ class FrozenDetector(ProcessDetector):
         self.decimals = decimals
         self.margin = margin
         self.max_run = max_run
+        self.odds = odds
 
     def _fit(self, x: FloatArray) -> None:
         rounded = np.round(x, self.decimals)
         longest = _run_lengths(rounded).max(axis=0)
         distinct = np.array([len(np.unique(rounded[:, j])) for j in range(x.shape[1])])
         watched = (longest <= self.max_run) & (distinct >= 3)
+        repeat = np.mean(rounded[1:] == rounded[:-1], axis=0) if len(x) > 1 else np.zeros(x.shape[1])
+        rate = np.clip(repeat, 1e-300, 0.999)
+        chance = np.where(repeat > 0, np.ceil(np.log(self.odds) / np.log(rate)) + 1, 0)
+        limit = np.maximum(2 * longest + self.margin, chance)
         # 0: not watched (holds still in normal operation, or barely moves at all)
-        self.limits_ = np.where(watched, 2 * longest + self.margin, 0).astype(np.int64)
+        self.limits_ = np.where(watched, limit, 0).astype(np.int64)
 
     def _train_scores(self, x: FloatArray) -> FloatArray:
         # No watched tag holds past its limit in training by construction: any frozen tag alarms.
