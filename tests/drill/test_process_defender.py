@@ -151,3 +151,44 @@ def test_a_sensor_held_at_one_value_in_the_hmi_view_is_found_frozen() -> None:
     assert len(alerts) == 1, alerts  # one episode, to the end of the run
     assert 600.0 < alerts[0].time_s <= 640.0 and "reactor_temp_k" in alerts[0].message
     assert set(alerts[0].attack_ids) == {"T0856", "T0832"}
+
+
+HOLD_SCENARIO = """
+id: hold-test
+title: The HMI's view of the reactor frozen by a man in the middle
+plant: reactor
+based_on: "a test"
+seed: 3
+speed: max
+duration: 12m
+warmup: 6m
+description: A proxy records the HMI's reads for one minute, then answers with the last one.
+objectives: [Detect the frozen view (T0856)]
+phases:
+  - name: Concealment
+    injects:
+      - id: hold-hmi
+        at: 8m
+        until: 12m
+        technique: mitm.replay
+        target: plc-1
+        params: {record: 1m, hold: true}
+        expect: [T0856]
+"""
+
+
+def test_a_view_frozen_by_the_proxy_is_found_by_the_frozen_check(tmp_path: Path) -> None:
+    scenario = parse_scenario(HOLD_SCENARIO)
+    hold_from = 540.0  # recording ends after one minute; the last reading is held from then on
+    record, score = run_drill(
+        scenario, tmp_path, progress=False, store=False, firewall=False, instance=INSTANCE
+    )
+    found = _process(record.alerts)
+    frozen = [a for a in found if a.rule == "process.frozen"]
+    assert frozen and hold_from <= frozen[0].time_s <= hold_from + 60.0, found
+    assert "reactor_temp_k" in frozen[0].message
+    # A held view repeats no earlier *window* (flat windows prove nothing), so replay is silent.
+    assert not [a for a in found if a.rule == "process.replay"]
+    assert all(a.time_s >= hold_from for a in found), found
+    (inject,) = score.injects
+    assert inject.detected

@@ -396,8 +396,8 @@ def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
             out.append(
                 AlertSeen(
                     float(t_after[start]), SPOOF_IDS, "", name, "process.frozen", SEVERITY,
-                    f"{name}: the HMI's {held} held one value for {int(det.limits_[cols].max())}+ "
-                    f"polls (the warm-up never held {', '.join(tags)} half as long), until "
+                    f"{name}: the HMI's {held} held one value for {int(det.limits_[cols].min())}+ "
+                    f"polls (longer than the warm-up makes likely for {', '.join(tags)}), until "
                     f"t={t_after[stop - 1]:g}s: frozen or held readings",
                 )
             )  # fmt: skip

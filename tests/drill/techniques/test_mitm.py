@@ -46,9 +46,9 @@ async def client(host: str, port: int) -> Any:
     return c
 
 
-async def scenario() -> tuple[ReplayProxy, dict[str, Any]]:
+async def scenario(hold: bool = False) -> tuple[ReplayProxy, dict[str, Any]]:
     seen: dict[str, Any] = {}
-    proxy = ReplayProxy(PROXY, DEVICE, boundary=boundary(), inject_writes=[(3, 65000)])
+    proxy = ReplayProxy(PROXY, DEVICE, boundary=boundary(), inject_writes=[(3, 65000)], hold=hold)
     await proxy.start()
     hmi = await client(*PROXY)
     direct = await client(*DEVICE)
@@ -105,6 +105,16 @@ def test_record_then_replay(device: ModbusPeer) -> None:
     assert (write.pdu.address, write.pdu.value) == (3, 65000)  # type: ignore[union-attr]
     assert inject.outcome == "ok" and inject.requests == inject.responses == 1
     assert record.detail["recorded"] == [[DEVICE_ID, 3, 0, 4]]
+
+
+def test_hold_freezes_the_view_at_the_last_recorded_read(device: ModbusPeer) -> None:
+    proxy, seen = asyncio.run(scenario(hold=True))
+    second = [111, *HOLDING[1:4]]
+    assert seen["replayed"] == [second, second, second]  # the plant holds 222; the HMI sees 111
+    assert seen["truth"][0] == 222
+    replay = proxy.actions()[1]
+    assert replay.technique == "mitm.replay" and replay.detail["hold"] is True
+    assert replay.detail["spoofed"] == 3
 
 
 def test_proxy_refuses_unregistered_endpoints() -> None:

