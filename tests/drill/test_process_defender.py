@@ -109,18 +109,22 @@ def test_a_benign_run_of_each_plant_raises_nothing(plant: str, seed: int) -> Non
     assert process_alerts(table, plant, WARMUP_S, seed=seed, watermark=True) == []
 
 
+def _plc1_view(table: Any) -> tuple[Any, Any, Any, Any]:
+    """Plant times, tags, a copy of the values, and which rows are plc-1 as the HMI saw it."""
+    t = table.column("plant_time_s").to_numpy()
+    dev = table.column("device").to_numpy(zero_copy_only=False)
+    src = table.column("source").to_numpy(zero_copy_only=False)
+    tag = table.column("tag").to_numpy(zero_copy_only=False)
+    return t, tag, table.column("value").to_numpy().copy(), (dev == "plc-1") & (src == "hmi")
+
+
 def test_an_earlier_window_put_back_in_the_hmi_view_loses_the_watermark() -> None:
     """The historian-level replay: plc-1's HMI rows of 600-900 s replaced by those of 300-600 s."""
     import numpy as np
     import pyarrow as pa
 
     table = asyncio.run(_benign("reactor", 41, 900.0))
-    t = table.column("plant_time_s").to_numpy()
-    dev = table.column("device").to_numpy(zero_copy_only=False)
-    src = table.column("source").to_numpy(zero_copy_only=False)
-    tag = table.column("tag").to_numpy(zero_copy_only=False)
-    value = table.column("value").to_numpy().copy()
-    hmi = (dev == "plc-1") & (src == "hmi")
+    t, tag, value, hmi = _plc1_view(table)
     earlier = {(g, round(x, 3)): v for g, x, v in zip(tag[hmi], t[hmi], value[hmi], strict=True)}
     for i in np.flatnonzero(hmi & (t >= 600.0)):
         value[i] = earlier.get((tag[i], round(t[i] - 300.0, 3)), value[i])
@@ -137,12 +141,8 @@ def test_a_sensor_held_at_one_value_in_the_hmi_view_is_found_frozen() -> None:
     import pyarrow as pa
 
     table = asyncio.run(_benign("reactor", 41, 900.0))
-    t = table.column("plant_time_s").to_numpy()
-    dev = table.column("device").to_numpy(zero_copy_only=False)
-    src = table.column("source").to_numpy(zero_copy_only=False)
-    tag = table.column("tag").to_numpy(zero_copy_only=False)
-    value = table.column("value").to_numpy().copy()
-    held = (dev == "plc-1") & (src == "hmi") & (tag == "reactor_temp_k") & (t >= 600.0)
+    t, tag, value, hmi = _plc1_view(table)
+    held = hmi & (tag == "reactor_temp_k") & (t >= 600.0)
     first = np.flatnonzero(held)[0]
     value[held] = value[first]
     frozen = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
