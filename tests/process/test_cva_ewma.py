@@ -110,3 +110,19 @@ def test_ewma_stays_quiet_on_normal_data(keep_raw: bool) -> None:
     # The tank plant too (the plant of the other dynamic tests).
     det = CVADetector(ewma=0.2, keep_raw=keep_raw).fit(dynamic_plant(3000, 0))
     assert det.predict(dynamic_plant(1000, 1)).mean() < 0.03
+
+
+def test_restart_clips_the_filters_memory_after_a_large_deviation_ends() -> None:
+    train, held_back = linear_plant(3000, 100), linear_plant(1200, 200)
+    test = changed(held_back, np.full(30, 15.0))  # 30 rows of a gross spoof, then back to normal
+    plain = CVADetector(ewma=0.2, keep_raw=True).fit(train).predict(test)
+    clipped = CVADetector(ewma=0.2, keep_raw=True, restart=10).fit(train).predict(test)
+    assert plain[SHIFT : SHIFT + 30].all() and clipped[SHIFT : SHIFT + 30].all()
+    after = slice(SHIFT + 30, SHIFT + 60)
+    # Without the clip the filter remembers the spoof for many rows after it ends.
+    assert plain[after].sum() >= 5
+    assert clipped[after].sum() <= 2
+    # A small shift that goes on is still seen: the memory is clipped to the limit, not erased.
+    small = changed(held_back, np.concatenate([np.full(30, 15.0), np.full(len(held_back) - SHIFT - 30, 0.6)]))
+    det = CVADetector(ewma=0.2, keep_raw=True, restart=10).fit(train)
+    assert det.predict(small)[SHIFT + 60 :].mean() > 0.5
