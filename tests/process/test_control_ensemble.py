@@ -159,6 +159,8 @@ def test_ensemble_members_take_their_own_parameters() -> None:
         ("cva(ewma=0.2", "close its parameters"),
         ("cva(speed=2)", "'speed=2' is not NAME=VALUE"),
         ("cva(ewma=fast)", "'fast' is not a number"),
+        ("cva(lags=2.5)", "'2.5' is not a whole number"),
+        ("cva(keep_raw=maybe)", "'maybe' is not true/false"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             EnsembleDetector(members=bad).fit(plant(200, 0))

@@ -133,3 +133,15 @@ def test_attack_columns_beside_the_label_are_not_tags(tmp_path: Path) -> None:
     out = json.loads(result.stdout)
     assert out["label_columns_left_out"] == ["attack_P1"]
     assert out["recall"] < 0.2  # noise carries no attack; only the leaked column would
+
+
+def test_param_values_are_checked_against_the_parameters_type() -> None:
+    from interlock.detect.process.base import typed_param
+
+    assert typed_param(3, "4") == 4 and typed_param(3, "4.0") == 4
+    assert typed_param(0.5, "0.25") == 0.25 and typed_param(False, "1") is True
+    assert typed_param(True, "false") is False and typed_param("a+b", "c") == "c"
+    for default, text, message in ((3, "3.7", "not a whole number"), (0.5, "x", "not a number"),
+                                   (False, "2", "not true/false")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            typed_param(default, text)

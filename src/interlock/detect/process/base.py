@@ -150,6 +150,32 @@ class ProcessDetector:
         raise NotImplementedError
 
 
+def typed_param(default: Any, value: str) -> Any:
+    """``value`` (text from the command line) as the type of the parameter's ``default``.
+
+    Raises ValueError naming the problem: not a number, or not a whole number for an int (a
+    window of 3.7 rows must not silently become 3).
+    """
+    if isinstance(default, bool):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on", "1.0"):
+            return True
+        if text in ("0", "false", "no", "off", "0.0"):
+            return False
+        raise ValueError(f"{value!r} is not true/false (or 1/0)")
+    if isinstance(default, int | float):
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number") from None
+        if isinstance(default, int):
+            if not number.is_integer():
+                raise ValueError(f"{value!r} is not a whole number")
+            return int(number)
+        return number
+    return value
+
+
 def _causal_mean(x: FloatArray, window: int) -> FloatArray:
     if window <= 1:
         return x

@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from interlock.detect.process import DEFAULT, NAMES, DataError, Frame, detector_class, read_frame
-from interlock.detect.process.base import ProcessDetector
+from interlock.detect.process.base import ProcessDetector, typed_param
 from interlock.detect.process.data import common_resolution, read_windows
 from interlock.detect.process.etapr import ETaPR, etapr
 from interlock.detect.process.metrics import Report, evaluate
@@ -54,9 +54,9 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
             _fail(f"--param {item}: give NAME=VALUE with NAME one of {', '.join(sorted(known))}"
                   " (quantile and smooth have their own options)")  # fmt: skip
         try:
-            kwargs[key] = type(known[key])(float(value)) if isinstance(known[key], int | float) else value
-        except ValueError:
-            _fail(f"--param {item}: {value!r} is not a number")
+            kwargs[key] = typed_param(known[key], value)
+        except ValueError as exc:
+            _fail(f"--param {item}: {exc}")
     return cls(**kwargs)
 
 

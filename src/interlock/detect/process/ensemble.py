@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from interlock.detect.process.base import Alert, FloatArray, Frame, ProcessDetector
+from interlock.detect.process.base import Alert, FloatArray, Frame, ProcessDetector, typed_param
 
 _TINY = 1e-9
 
@@ -128,9 +128,8 @@ def _member_params(item: str, args: str, known: dict[str, Any]) -> dict[str, Any
         if not sep or key not in known:
             raise ValueError(f"ensemble member {item!r}: {pair!r} is not NAME=VALUE with NAME one of "
                              f"{', '.join(sorted(known))}")  # fmt: skip
-        default = known[key]
         try:
-            out[key] = type(default)(float(value)) if isinstance(default, int | float) else value
-        except ValueError:
-            raise ValueError(f"ensemble member {item!r}: {value!r} is not a number") from None
+            out[key] = typed_param(known[key], value)
+        except ValueError as exc:
+            raise ValueError(f"ensemble member {item!r}: {exc}") from None
     return out
