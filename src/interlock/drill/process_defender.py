@@ -36,7 +36,9 @@ ATT&CK for ICS ids of the findings (``src/interlock/data/attack_ics.json``):
 - trip setpoint or bypass of a safety controller: T0880 Loss of Safety and T0836.
 - loop-law breach: T0831 (the output no longer answers the loop's inputs as programmed) and
   T0836 (the usual cause on the range: the program's parameters are not those registered).
-- watermark vanished, replayed window, frozen sensor: T0856 Spoof Reporting Message and T0832
+- frozen sensors: the whole view frozen, T0856 and T0832; some readings frozen while the
+  others move (a machine stopped or at a limit, or one spoofed reading), T0831 then T0856.
+- watermark vanished, replayed window: T0856 Spoof Reporting Message and T0832
   Manipulation of View: the HMI is shown values that are not the plant's.
 
 One alert per finding *episode*: changes of one tag less than ``EPISODE_GAP_S`` apart are one
@@ -100,6 +102,7 @@ CONTROL_OUTPUTS: dict[str, str] = {
     "refinery": "fuel_output",  # fuel valve position feedback vs its command, fraction
 }
 SPOOF_IDS = ("T0856", "T0832")
+STUCK_IDS = ("T0831", "T0856")  # readings frozen while others move: see _frozen
 
 
 @dataclass(frozen=True)
@@ -378,27 +381,39 @@ def _replay(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
 
 
 def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[AlertSeen]:
-    """Sensors the HMI sees holding one value far longer than in the warm-up: a held spoof or a
-    dead transmitter (``detect.process.frozen``; the limit is twice the longest warm-up run + 2)."""
+    """Sensors the HMI sees holding one value far longer than in the warm-up
+    (``detect.process.frozen``; the limit is twice the longest warm-up run + 2, at least).
+
+    Every watched sensor of a device frozen together is a frozen *view* (a proxy answering with one
+    held reading): T0856/T0832. Some frozen while the device's others move is a machine stopped
+    or driven to a limit of its range (a compressor at full speed, a valve wide open), a dead
+    transmitter, or one spoofed reading: T0831 first, T0856 beside it.
+    """
     from interlock.detect.process.frozen import FrozenDetector
 
     out: list[AlertSeen] = []
     for name, sub, cut, times in _sensor_frames(trends, warmup_s, points):
         det = FrozenDetector(decimals=6).fit(sub.rows(0, cut))
+        watched = set(np.flatnonzero(det.limits_ > 0).tolist())
         after = sub.rows(cut, len(sub))
         over = det._runs_over(after.values)  # rows x tags: run / limit where frozen past it
         rows = np.asarray((over > 0).any(axis=1), dtype=np.bool_)
         t_after = times[cut:]
         for start, stop in _runs(rows, t_after, EPISODE_GAP_S):
             cols = np.flatnonzero((over[start:stop] > 0).any(axis=0))
-            tags = [after.tags[j] for j in cols]
             held = ", ".join(f"{after.tags[j]} at {after.values[start, j]:g}" for j in cols)
+            polls = int(det.limits_[cols].min())
+            if len(watched) >= 2 and watched <= set(cols.tolist()):
+                ids, why = SPOOF_IDS, "every watched sensor of the device at once: a frozen view"
+            else:
+                ids = STUCK_IDS
+                why = ("while its other sensors move: a machine stopped or at a limit of its range, a "
+                       "dead transmitter, or one spoofed reading")  # fmt: skip
             out.append(
                 AlertSeen(
-                    float(t_after[start]), SPOOF_IDS, "", name, "process.frozen", SEVERITY,
-                    f"{name}: the HMI's {held} held one value for {int(det.limits_[cols].min())}+ "
-                    f"polls (longer than the warm-up makes likely for {', '.join(tags)}), until "
-                    f"t={t_after[stop - 1]:g}s: frozen or held readings",
+                    float(t_after[start]), ids, "", name, "process.frozen", SEVERITY,
+                    f"{name}: the HMI's {held} held one value for {polls}+ polls (longer than the "
+                    f"warm-up makes likely), until t={t_after[stop - 1]:g}s; {why}",
                 )
             )  # fmt: skip
     return out
