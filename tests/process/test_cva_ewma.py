@@ -126,3 +126,9 @@ def test_restart_clips_the_filters_memory_after_a_large_deviation_ends() -> None
     small = changed(held_back, np.concatenate([np.full(30, 15.0), np.full(len(held_back) - SHIFT - 30, 0.6)]))
     det = CVADetector(ewma=0.2, keep_raw=True, restart=10).fit(train)
     assert det.predict(small)[SHIFT + 60 :].mean() > 0.5
+
+
+def test_restart_scores_an_empty_frame() -> None:
+    train = linear_plant(600, 0)
+    det = CVADetector(ewma=0.2, keep_raw=True, restart=2).fit(train)
+    assert det.score(Frame(train.tags, train.values[:0])).shape == (0,)

@@ -78,3 +78,11 @@ def test_tep_fault_21_is_the_stuck_stream_4_valve() -> None:
     assert rates[21] > 99 and rates[6] > 50 and rates[18] > 50
     assert all(rates[f] == 0 for f in rates if f not in (6, 18, 21))
     assert report["false_alarm_rate"] == 0
+
+
+def test_bad_parameters_are_refused() -> None:
+    import pytest
+
+    for kwargs in ({"odds": 0.0}, {"odds": 1.5}, {"margin": 0}):
+        with pytest.raises(ValueError, match="odds must be in"):
+            FrozenDetector(**kwargs).fit(plant(100, 0))  # type: ignore[arg-type]

@@ -394,16 +394,19 @@ def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
     out: list[AlertSeen] = []
     for name, sub, cut, times in _sensor_frames(trends, warmup_s, points):
         det = FrozenDetector(decimals=6).fit(sub.rows(0, cut))
-        watched = set(np.flatnonzero(det.limits_ > 0).tolist())
-        after = sub.rows(cut, len(sub))
-        over = det._runs_over(after.values)  # rows x tags: run / limit where frozen past it
-        rows = np.asarray((over > 0).any(axis=1), dtype=np.bool_)
+        watched = np.flatnonzero(det.limits_ > 0)
+        # Runs counted over the whole frame: a freeze that began in the warm-up is not reset at the cut.
+        frozen = det._runs_over(sub.values)[cut:] > 0  # rows x tags, after the warm-up
+        values = sub.values[cut:]
+        rows = np.asarray(frozen.any(axis=1), dtype=np.bool_)
         t_after = times[cut:]
         for start, stop in _runs(rows, t_after, EPISODE_GAP_S):
-            cols = np.flatnonzero((over[start:stop] > 0).any(axis=0))
-            held = ", ".join(f"{after.tags[j]} at {after.values[start, j]:g}" for j in cols)
+            cols = np.flatnonzero(frozen[start:stop].any(axis=0))
+            first = {j: start + int(np.argmax(frozen[start:stop, j])) for j in cols}  # where each froze
+            held = ", ".join(f"{sub.tags[j]} at {values[first[j], j]:g}" for j in cols)
             polls = int(det.limits_[cols].min())
-            if len(watched) >= 2 and watched <= set(cols.tolist()):
+            # A frozen view: every watched sensor over its limit at the same row (not one after another).
+            if len(watched) >= 2 and frozen[start:stop][:, watched].all(axis=1).any():
                 ids, why = SPOOF_IDS, "every watched sensor of the device at once: a frozen view"
             else:
                 ids = STUCK_IDS

@@ -174,7 +174,7 @@ class Drill:
             (target.host, target.port),
             boundary=self.range.boundary,
             upstream_source=self.range.hmi_host,
-            hold=bool(inj.params.get("hold", False)),
+            hold=str(inj.params.get("hold", False)).strip().lower() in ("true", "1", "yes", "on"),
         )
         await proxy.start()
         await self.range.masters[inj.target].repoint(*listen)

@@ -29,7 +29,8 @@ filtered ones, each against its own held-out limit (a combined Shewhart-EWMA sch
 and Saccucci 1990): the filter averages out fast, zero-mean changes such as an oscillation,
 which the raw statistics still see.
 ``restart`` (R > 0, with ``keep_raw``): when an episode of raw alarms whose peak reached R times
-the raw limit ends, each filtered vector is shrunk onto its own limit (if above it). A control
+the raw limit ends, each filtered vector is shrunk onto its own limit (if above it; the limit of a first pass
+without clipping). A control
 chart is reset after it signals; here the raw chart has already reported the large deviation,
 and the filter's memory of it would keep alarming for rows after the process is back (about 10
 rows at λ 0.2: the largest source of false alarms after BATADAL's attacks). Clipped rather than
@@ -154,6 +155,8 @@ class CVADetector(HeldOutLimits[_Model]):
         limits = getattr(self, "raw_limits_", None)
         if not self._restarting() or limits is None:
             return None
+        if len(raw) == 0:
+            return np.zeros(0, dtype=np.bool_)
         ratio = (raw / limits).max(axis=1)
         alarm = ratio > 1.0
         # Episodes of raw alarms; reset after those whose peak reached ``restart`` times the limit.

@@ -10,9 +10,9 @@ analyser reporting every fifth row) hold for a whole sample period and two equal
 row happen by chance. A short training set (a drill's six-minute warm-up) can miss how long a
 coarse reading holds by chance, so the limit is at least the run whose odds are under ``odds``
 per row if each row repeated the last one independently, at the rate seen in training
-(q^(L-1) < odds). Tags that hold longer than ``max_run`` rows in normal data (setpoints,
+(q^(L-1) <= odds). Tags that hold longer than ``max_run`` rows in normal data (setpoints,
 on/off statuses, levels at a coarse resolution) are left out: stillness is normal for them.
-The score is the number of tags frozen past their limit at a row; any is an alarm.
+The score is the number of tags whose run has reached their limit at a row; any is an alarm.
 
 Written by hand: scikit-learn, river and PyOD score values, not how long a value lasts, and a
 run length is one pass of numpy per tag.
@@ -45,6 +45,9 @@ class FrozenDetector(ProcessDetector):
         self.odds = odds
 
     def _fit(self, x: FloatArray) -> None:
+        if not 0 < self.odds < 1 or self.margin < 1:  # else training could reach its own limit
+            got = f"{self.odds} and {self.margin}"
+            raise ValueError(f"frozen: odds must be in (0, 1) and margin >= 1, not {got}")
         rounded = np.round(x, self.decimals)
         longest = _run_lengths(rounded).max(axis=0)
         distinct = np.array([len(np.unique(rounded[:, j])) for j in range(x.shape[1])])
