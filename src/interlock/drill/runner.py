@@ -162,11 +162,17 @@ class Drill:
 
     async def _start_replay(self, inj: Inject, target: Any) -> None:
         try:
+            from interlock.detect.process.base import typed_param  # the parser of true/false params
             from interlock.drill.techniques.mitm import ReplayProxy
         except ImportError:
             self.errors.append(f"inject {inj.id}: mitm.replay is not available in this build")
             return
 
+        try:
+            hold = typed_param(False, str(inj.params.get("hold", False)))
+        except ValueError as exc:
+            self.errors.append(f"inject {inj.id}: hold: {exc}")
+            return
         listen = (self.proxy_host, 15020 + len(self._proxies))
         self.range.boundary.register(*listen, name=f"attacker proxy for {inj.target}")
         proxy = ReplayProxy(
@@ -174,7 +180,7 @@ class Drill:
             (target.host, target.port),
             boundary=self.range.boundary,
             upstream_source=self.range.hmi_host,
-            hold=str(inj.params.get("hold", False)).strip().lower() in ("true", "1", "yes", "on"),
+            hold=hold,
         )
         await proxy.start()
         await self.range.masters[inj.target].repoint(*listen)

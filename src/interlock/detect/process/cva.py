@@ -29,8 +29,7 @@ filtered ones, each against its own held-out limit (a combined Shewhart-EWMA sch
 and Saccucci 1990): the filter averages out fast, zero-mean changes such as an oscillation,
 which the raw statistics still see.
 ``restart`` (R > 0, with ``keep_raw``): when an episode of raw alarms whose peak reached R times
-the raw limit ends, each filtered vector is shrunk onto its own limit (if above it; the limit of a first pass
-without clipping). A control
+the raw limit ends, each filtered vector is shrunk onto its own limit (if above it). A control
 chart is reset after it signals; here the raw chart has already reported the large deviation,
 and the filter's memory of it would keep alarming for rows after the process is back (about 10
 rows at λ 0.2: the largest source of false alarms after BATADAL's attacks). Clipped rather than
@@ -168,8 +167,9 @@ class CVADetector(HeldOutLimits[_Model]):
                 out[b] = True
         return out
 
-    def _stats_of(self, model: _Model, x: FloatArray, start: int = 0) -> FloatArray:
-        m = model
+    def _vectors(self, m: _Model, x: FloatArray, start: int = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The raw statistics, the whitened past in canonical coordinates (states first) and the
+        one-step prediction error; the last two EWMA-filtered when ``ewma`` > 0."""
         z = m.scaler(x)
         w = lagged(z, self.lags) @ m.whiten
         proj = w @ m.v
@@ -179,16 +179,23 @@ class CVADetector(HeldOutLimits[_Model]):
         t2r = np.sum(w**2, axis=1) - t2s
         raw = np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)])
         if self.ewma <= 0:
-            return raw
+            return raw, proj, err
         # The rows before ``start`` only give lagged history; the filter starts at ``start``.
         restarts = self._restarts(raw)
-        caps = getattr(self, "caps_", np.full(3, np.inf))
+        caps = self.caps_ if restarts is not None else np.full(3, np.inf)
         fp = _ewma(proj, self.ewma, start, restarts,
                    ((slice(0, m.k), float(caps[0])), (slice(m.k, None), float(caps[1]))))  # fmt: skip
         fe = _ewma(err, self.ewma, start, restarts, ((slice(None), float(caps[2])),))
+        return raw, fp, fe
+
+    def _stats_of(self, model: _Model, x: FloatArray, start: int = 0) -> FloatArray:
+        raw, fp, fe = self._vectors(model, x, start)
+        if self.ewma <= 0:
+            return raw
+        k = model.k
         filtered = np.column_stack([
-            np.sum(fp[:, : m.k] ** 2, axis=1),
-            np.sum(fp[:, m.k :] ** 2, axis=1),  # v is orthogonal: the residual part of |w|²
+            np.sum(fp[:, :k] ** 2, axis=1),
+            np.sum(fp[:, k:] ** 2, axis=1),  # v is orthogonal: the residual part of |w|²
             np.sum(fe**2, axis=1),
         ])  # fmt: skip
         return np.hstack([raw, filtered]) if self.keep_raw else filtered
@@ -197,14 +204,7 @@ class CVADetector(HeldOutLimits[_Model]):
         return 4 * self.lags + 10
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
-        # Each tag's squared one-step prediction error: the tags the state model cannot explain.
-        m = self.model_
-        z = m.scaler(x)
-        proj = (lagged(z, self.lags) @ m.whiten @ m.v)[:, : m.k]
-        prev = np.vstack([proj[:1], proj[:-1]])
-        err = z - np.hstack([prev, np.ones((len(z), 1))]) @ m.c
-        if self.ewma > 0:  # the filtered error the Q statistic was computed on
-            restarts = self._restarts(self._stats_of(m, x)[:, :3])
-            caps = getattr(self, "caps_", np.full(3, np.inf))
-            err = _ewma(err, self.ewma, 0, restarts, ((slice(None), float(caps[2])),))
+        # Each tag's squared one-step prediction error (filtered, as the Q statistic was): the
+        # tags the state model cannot explain.
+        _, _, err = self._vectors(self.model_, x)
         return np.asarray(err[rows] ** 2, dtype=np.float64)
