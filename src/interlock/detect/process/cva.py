@@ -37,6 +37,14 @@ erased, so a shift that goes on is above the limit again a row later. The limits
 filtered) come from a first pass over the same held-out blocks without clipping. The price is
 on faults whose small offset the filter only saw through the memory of large spikes (TEP fault
 20), so it is off by default.
+``var_ewma`` (λv, 0 = off): a variance chart beside the mean charts. The EWMA filters above see a
+shift of the mean; a fault that only adds variance (TEP's random-variation faults 10, 11, 16, 19)
+leaves the mean where it was and shows in the raw statistics as scattered single rows. Following
+Crowder and Hamilton (1992), who chart an EWMA of log sample variances, this is an EWMA of
+log(1 + T²r/m) and log(1 + Q/m) (m: each statistic's mean on the training rows), centred on its
+training mean: a sustained rise in the residual variance adds up. The states' T²s is left out:
+the operating point moves within normal runs, and on TEP's normal test run its log variance
+drifted far enough to alarm on 12% of the rows.
 """
 
 from __future__ import annotations
@@ -53,6 +61,10 @@ class _Model:
         self, scaler: Standardizer, whiten: FloatArray, v: FloatArray, k: int, c: FloatArray
     ) -> None:
         self.scaler, self.whiten, self.v, self.k, self.c = scaler, whiten, v, k, c
+        # The variance chart's reference: mean T²r and Q on the training rows, and the mean of
+        # their log ratio to it (set by ``CVADetector._model`` when ``var_ewma`` > 0).
+        self.resid_mean = np.ones(2)
+        self.log_mean = np.zeros(2)
 
 
 def _inv_sqrt(cov: FloatArray, ridge: float) -> FloatArray:
@@ -107,6 +119,8 @@ class CVADetector(HeldOutLimits[_Model]):
         ewma: float = 0.0,
         keep_raw: bool = False,
         restart: float = 0.0,
+        var_ewma: float = 0.0,
+        var_restart: float = 10.0,
     ) -> None:
         super().__init__(quantile, smooth)
         self.lags = lags
@@ -117,6 +131,8 @@ class CVADetector(HeldOutLimits[_Model]):
         self.ewma = ewma
         self.keep_raw = keep_raw
         self.restart = restart
+        self.var_ewma = var_ewma
+        self.var_restart = var_restart
 
     def _model(self, x: FloatArray) -> _Model:
         scaler = Standardizer(x)
@@ -135,41 +151,50 @@ class CVADetector(HeldOutLimits[_Model]):
         # z_t from the states at t - 1 (and a constant), least squares on the training rows.
         design = np.hstack([states[h:-1], np.ones((len(z) - h - 1, 1))])
         c, *_ = np.linalg.lstsq(design, z[h + 1 :], rcond=None)
-        return _Model(scaler, wp, v, k, np.asarray(c, dtype=np.float64))
+        model = _Model(scaler, wp, v, k, np.asarray(c, dtype=np.float64))
+        if self.var_ewma > 0:
+            resid = self._raw(model, x)[0][h:, 1:]
+            model.resid_mean = np.maximum(resid.mean(axis=0), 1e-12)
+            model.log_mean = np.log1p(resid / model.resid_mean).mean(axis=0)
+        return model
 
-    def _restarting(self) -> bool:
-        return self.ewma > 0 and self.keep_raw and self.restart > 0
+    def _clipping(self) -> bool:
+        """Whether some filter is clipped after large raw alarms: the fit then needs a first pass
+        for the raw limits (where to clip) and the filtered ones (what to clip to)."""
+        return (self.ewma > 0 and self.restart > 0) or (self.var_ewma > 0 and self.var_restart > 0)
 
     def _fit(self, x: FloatArray) -> None:
-        if self._restarting():
-            # First pass, without clipping: the held-out limits of the raw statistics (where the
-            # filters are clipped) and of the filtered ones (what they are clipped to).
-            self.raw_limits_ = None
-            first = out_of_sample(x, self.folds, self._min_fold_rows(), self._model, self._stats_of)
+        self.raw_limits_: FloatArray | None = None
+        if self._clipping():
+            first = out_of_sample(x, self.folds, self._min_fold_rows(), self._model,
+                                  lambda m, rows, start: np.hstack(self._charts(m, rows, start)))  # fmt: skip
             limits = np.maximum(np.quantile(first, self.quantile, axis=0), 1e-12)
-            self.raw_limits_, self.caps_ = limits[:3], limits[3:]
+            self.raw_limits_ = limits[:3]
+            self.caps_ = limits[3:6] if self.ewma > 0 else np.full(3, np.inf)
+            self.var_caps_ = limits[-2:] if self.var_ewma > 0 else np.full(2, np.inf)
         super()._fit(x)
 
-    def _restarts(self, raw: FloatArray) -> npt.NDArray[np.bool_] | None:
+    def _restarts(self, raw: FloatArray, peak: float) -> npt.NDArray[np.bool_] | None:
+        """True at the row after each episode of raw alarms whose peak reached ``peak`` times
+        the raw limit; None when nothing is clipped (``peak`` 0, or the first pass)."""
         limits = getattr(self, "raw_limits_", None)
-        if not self._restarting() or limits is None:
+        if peak <= 0 or limits is None:
             return None
         if len(raw) == 0:
             return np.zeros(0, dtype=np.bool_)
         ratio = (raw / limits).max(axis=1)
         alarm = ratio > 1.0
-        # Episodes of raw alarms; reset after those whose peak reached ``restart`` times the limit.
         ends = np.flatnonzero(alarm[:-1] & ~alarm[1:]) + 1
         starts = np.flatnonzero(np.concatenate([[alarm[0]], ~alarm[:-1] & alarm[1:]]))
         out = np.zeros(len(raw), dtype=np.bool_)
         for a, b in zip(starts, ends, strict=False):
-            if ratio[a:b].max() >= self.restart:
+            if ratio[a:b].max() >= peak:
                 out[b] = True
         return out
 
-    def _vectors(self, m: _Model, x: FloatArray, start: int = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """The raw statistics, the whitened past in canonical coordinates (states first) and the
-        one-step prediction error; the last two EWMA-filtered when ``ewma`` > 0."""
+    def _raw(self, m: _Model, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The raw statistics (T²s, T²r, Q), the whitened past in canonical coordinates (states
+        first) and the one-step prediction error."""
         z = m.scaler(x)
         w = lagged(z, self.lags) @ m.whiten
         proj = w @ m.v
@@ -177,28 +202,48 @@ class CVADetector(HeldOutLimits[_Model]):
         err = z - np.hstack([prev, np.ones((len(z), 1))]) @ m.c
         t2s = np.sum(proj[:, : m.k] ** 2, axis=1)
         t2r = np.sum(w**2, axis=1) - t2s
-        raw = np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)])
+        return np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)]), proj, err
+
+    def _vectors(self, m: _Model, x: FloatArray, start: int = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The raw statistics, the whitened past in canonical coordinates (states first) and the
+        one-step prediction error; the last two EWMA-filtered when ``ewma`` > 0."""
+        raw, proj, err = self._raw(m, x)
         if self.ewma <= 0:
             return raw, proj, err
         # The rows before ``start`` only give lagged history; the filter starts at ``start``.
-        restarts = self._restarts(raw)
+        restarts = self._restarts(raw, self.restart)
         caps = self.caps_ if restarts is not None else np.full(3, np.inf)
         fp = _ewma(proj, self.ewma, start, restarts,
                    ((slice(0, m.k), float(caps[0])), (slice(m.k, None), float(caps[1]))))  # fmt: skip
         fe = _ewma(err, self.ewma, start, restarts, ((slice(None), float(caps[2])),))
         return raw, fp, fe
 
+    def _charts(self, m: _Model, x: FloatArray, start: int = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The raw statistics, the filtered ones and the variance chart (no columns when off)."""
+        raw, fp, fe = self._vectors(m, x, start)
+        none = np.zeros((len(x), 0))
+        filtered = none
+        if self.ewma > 0:
+            filtered = np.column_stack([
+                np.sum(fp[:, : m.k] ** 2, axis=1),
+                np.sum(fp[:, m.k :] ** 2, axis=1),  # v is orthogonal: the residual part of |w|²
+                np.sum(fe**2, axis=1),
+            ])  # fmt: skip
+        if self.var_ewma <= 0:
+            return raw, filtered, none
+        # Centred on the training rows, so the EWMA from 0 is unbiased from its first row; the
+        # signed value is the statistic, so only a rise alarms (its limit is an upper one).
+        logs = np.log1p(raw[:, 1:] / m.resid_mean) - m.log_mean
+        restarts = self._restarts(raw, self.var_restart)
+        caps = self.var_caps_ if restarts is not None else np.full(2, np.inf)
+        groups = tuple((slice(i, i + 1), float(c) ** 2) for i, c in enumerate(caps))  # clip z² onto c²
+        return raw, filtered, _ewma(logs, self.var_ewma, start, restarts, groups)
+
     def _stats_of(self, model: _Model, x: FloatArray, start: int = 0) -> FloatArray:
-        raw, fp, fe = self._vectors(model, x, start)
+        raw, filtered, var = self._charts(model, x, start)
         if self.ewma <= 0:
-            return raw
-        k = model.k
-        filtered = np.column_stack([
-            np.sum(fp[:, :k] ** 2, axis=1),
-            np.sum(fp[:, k:] ** 2, axis=1),  # v is orthogonal: the residual part of |w|²
-            np.sum(fe**2, axis=1),
-        ])  # fmt: skip
-        return np.hstack([raw, filtered]) if self.keep_raw else filtered
+            return np.hstack([raw, var])
+        return np.hstack([raw, filtered, var] if self.keep_raw else [filtered, var])
 
     def _min_fold_rows(self) -> int:
         return 4 * self.lags + 10

@@ -34,7 +34,7 @@ class EnsembleDetector(ProcessDetector):
 
     def __init__(
         self,
-        members: str = "replay+cva(ewma=0.2,keep_raw=1)+control+frozen",
+        members: str = "replay+cva(ewma=0.2,keep_raw=1,var_ewma=0.05)+control+frozen",
         quantile: float = 0.99,
         smooth: int = 1,
     ) -> None:
