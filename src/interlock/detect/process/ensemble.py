@@ -10,9 +10,10 @@ some member does. The blame and the explanation come from the member with the la
 
 ``members`` is a ``+``-separated list of detector names, each with its own parameters in
 brackets if need be, so it can be set from the command line
-(``--param "members=replay+cva(ewma=0.2,keep_raw=1)"``). The default takes one detector per kind of trace:
-``replay`` (concealment), ``cva`` (the process dynamics), ``control`` (the PLC's switching
-logic and the pumps' operating ranges) and ``frozen`` (a stuck valve or a held sensor value).
+(``--param "members=replay+cva(ewma=0.2,keep_raw=1)"``). The default takes one detector per
+kind of trace: ``replay`` (concealment), ``cva`` (the process dynamics: mean and variance
+charts), ``control`` (the PLC's switching logic and the pumps' operating ranges) and
+``frozen`` (a stuck valve or a held sensor value).
 Every member gets the ensemble's ``quantile``; ``replay`` and ``frozen`` keep theirs (an
 exact repeat, a tag frozen past anything seen in normal data, is never normal).
 """
