@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from interlock.detect.process import CVADetector, EnsembleDetector, Frame
 from interlock.detect.process.data import read_frame
+from tests.process.conftest import shared
 from tests.process.test_cva_ewma import SHIFT, changed, linear_plant
-
-TEP = Path(__file__).resolve().parents[3] / "shared" / "data" / "tep"
 
 
 def noisier(frame: Frame, sd: float, seed: int = 7) -> Frame:
@@ -62,20 +59,20 @@ def test_var_restart_without_the_variance_chart_changes_nothing() -> None:
     assert np.array_equal(a, b)
 
 
-@pytest.mark.skipif(not (TEP / "d19_te.dat").is_file(), reason="needs ../shared/data/tep (TEP data set)")
 def test_tep_random_variation_faults() -> None:
     """Faults 10, 16 and 19 add random variation; the default ensemble's variance chart finds them
     better than the mean charts alone, at the same false alarm rate on the normal test run."""
-    train = read_frame(TEP / "d00.dat")
-    normal = read_frame(TEP / "d00_te.dat")
+    tep = shared("tep")
+    train = read_frame(tep / "d00.dat")
+    normal = read_frame(tep / "d00_te.dat")
     plain = EnsembleDetector(members="replay+cva(ewma=0.2,keep_raw=1)+control+frozen").fit(train)
     default = EnsembleDetector().fit(train)
     assert "var_ewma" in default.members
     assert default.predict(normal).mean() <= plain.predict(normal).mean() + 0.005
     for fault in (10, 16, 19):
-        frame = read_frame(TEP / f"d{fault}_te.dat", fault_start=160)
+        frame = read_frame(tep / f"d{fault}_te.dat", fault_start=160)
         before = plain.predict(frame)[160:].mean()
         after = default.predict(frame)[160:].mean()
         assert after >= before + 0.03, (fault, before, after)
-    frame = read_frame(TEP / "d19_te.dat", fault_start=160)
+    frame = read_frame(tep / "d19_te.dat", fault_start=160)
     assert default.predict(frame)[160:].mean() > 0.95

@@ -76,6 +76,31 @@ def test_bad_files_give_one_line_naming_the_problem(
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("detector", "param", "message"),
+    [
+        ("replay", "chance=2", "chance must be in (0, 1)"),
+        ("frozen", "odds=0", "odds must be in (0, 1)"),
+        ("cva", "ewma=1.5", "ewma must be in (0, 1]"),
+        ("ensemble", "members=replay+cva(var_ewma=2)", "ewma must be in (0, 1]"),
+    ],
+)
+def test_a_parameter_refused_at_fit_is_one_line(
+    tmp_path: Path, detector: str, param: str, message: str
+) -> None:
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.csv"
+    rows = "\n".join(f"{t},{a:.4f},{b:.4f}" for t, (a, b) in enumerate(rng.normal(size=(200, 2))))
+    good.write_text("t,a,b\n" + rows + "\n")
+    np.savetxt(tmp_path / "d00_te.dat", rng.normal(size=(300, 2)))  # for --benchmark tep
+    for test in ([str(good), "--fault-start", "100"], [str(tmp_path), "--benchmark", "tep"]):
+        args = ["eval", "process", str(good), *test, "--detector", detector, "--param", param]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count("\n") == 1 and message in result.stderr
+        assert f"--detector {detector}" in result.stderr and "Traceback" not in result.output
+
+
 def test_missing_label_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     path.write_text(CSV)

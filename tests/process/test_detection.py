@@ -13,7 +13,7 @@ from interlock.detect.process import (
     ResidualDetector,
 )
 from interlock.detect.process.metrics import evaluate
-from tests.process.conftest import plant
+from tests.process.conftest import plant, shared
 
 
 def inject(frame: Frame, tag: str, start: int, stop: int, offset: float) -> Frame:
@@ -93,16 +93,53 @@ def test_replay_picks_each_tags_shortest_window_that_never_repeats_in_training()
     coarse = rng.integers(0, 4, rows).astype(float)  # 4 values: short windows repeat by chance
     status = (np.arange(rows) // 10 % 2).astype(float)  # a schedule: repeats at any length
     train = Frame(("noisy", "coarse", "status"), np.column_stack([noisy, coarse, status]))
-    det = ReplayDetector().fit(train)
+    det = ReplayDetector(chance=1e-6).fit(train)
     assert det.windows_[0] == 3 + 2  # the minimum, plus two rows of margin
     assert 5 < det.windows_[1] <= 12 + 2  # 4 values: 4**w windows; repeats stop near w = 7
     assert det.windows_[2] == 0  # left out
+    # At the default chance (1e-12) 4 values need 16 rows: more than the longest window.
+    assert ReplayDetector().fit(train).windows_.tolist() == [5, 0, 0]
     held = rng.normal(0, 1, 300)
     x = np.column_stack([held, rng.integers(0, 4, 300).astype(float), status[:300]])
     x[200:260, 0] = x[50:110, 0]  # the noisy tag replays 60 rows
     flagged = np.flatnonzero(ReplayDetector().fit(train).predict(Frame(train.tags, x)))
     # Found 5 rows into the replay (its own window), not 12; and nowhere else.
     assert flagged.min() == 200 + 5 - 1 and flagged.max() < 260
+
+
+def test_replay_window_covers_the_chance_of_a_sample_and_hold_repeat() -> None:
+    """An analyser sampled every 5 rows: 500 rows hold no repeat of 3 + 2 rows, yet a longer
+    run does by chance. The window comes from the odds of a chance match, not the file alone."""
+    rng = np.random.default_rng(5)
+
+    def analyser(rows: int) -> np.ndarray:
+        return np.repeat(np.round(rng.normal(0.5, 0.01, rows // 5 + 1), 3), 5)[:rows]
+
+    noisy = rng.normal(0, 1, 500)
+    train = Frame(("noisy", "analyser"), np.column_stack([noisy, analyser(500)]))
+    empirical = ReplayDetector(chance=0.5).fit(train)  # chance 0.5: the windows of the file alone
+    det = ReplayDetector().fit(train)
+    assert empirical.windows_[1] > 0 and det.windows_[0] == empirical.windows_[0] == 5
+    assert det.windows_[1] == 0 or det.windows_[1] > empirical.windows_[1]
+    normal = Frame(train.tags, np.column_stack([rng.normal(0, 1, 5000), analyser(5000)]))
+    assert empirical.predict(normal).sum() > 0  # chance repeats of the analyser
+    assert det.predict(normal).sum() == 0
+    with pytest.raises(ValueError, match="chance must be in"):
+        ReplayDetector(chance=1.0).fit(train)
+    # A counter's step always repeats: its odds never fall under the chance, so it is left out.
+    counter = Frame(("counter", "noisy"), np.column_stack([np.arange(500.0), noisy]))
+    assert ReplayDetector().fit(counter).windows_.tolist() == [0, 5]
+
+
+def test_replay_is_quiet_on_the_tep_normal_test_run() -> None:
+    """TEP's 15-minute analysers repeated 5-row windows by chance in d00_te (0.94% of rows)."""
+    from interlock.detect.process.data import read_frame
+
+    train, normal = read_frame(shared("tep/d00.dat")), read_frame(shared("tep/d00_te.dat"))
+    det = ReplayDetector().fit(train)
+    assert det.predict(normal).sum() == 0
+    watched = {train.tags[j] for j in np.flatnonzero(det.windows_)}
+    assert {"x1", "x9", "x42"} <= watched and not {"x37", "x38", "x39"} & watched
 
 
 def test_replay_fit_check_agrees_with_the_scoring_tables() -> None:

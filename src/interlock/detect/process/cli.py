@@ -122,6 +122,9 @@ def process(
     except DataError as exc:
         _fail(str(exc))
         return
+    except ValueError as exc:  # a parameter the detector refuses when it fits (e.g. odds=2)
+        _fail(f"--detector {detector}: {exc}")
+        return
     if windows is not None and label is None:
         truthy = [t for t in test_frame.tags if t.lower() in LABEL_NAMES]
         if truthy:
@@ -141,7 +144,10 @@ def process(
     if test_frame.tags != train_frame.tags:
         missing = sorted(set(train_frame.tags) ^ set(test_frame.tags))
         _fail(f"{test}: tags differ from {train.name}: {', '.join(missing[:5]) or 'order differs'}")
-    det.fit(train_frame)
+    try:
+        det.fit(train_frame)
+    except ValueError as exc:
+        _fail(f"--detector {detector}: {exc}")
     scores = det.score(test_frame)
     alarm = (scores > det.threshold_).astype(np.int8)
     report = evaluate(test_frame.label, alarm)

@@ -13,6 +13,14 @@ from attacks, and a replay is found after w rows rather than after the longest w
 ``max_window`` (schedules, on/off statuses, flat lines) cannot reveal a replay and are left
 out. The score is the number of tags repeating at a row.
 
+A short training file says little about chance: TEP's 500 rows hold no repeat of 3 rows of an
+analyser sampled every 5 rows, yet its 960-row normal test run repeated such windows (0.94% of
+its rows alarmed). So the window is also at least the length at which the estimated chance of
+two given windows being equal is under ``chance``: the tag's collision probability (the sum
+of squared value frequencies) times that of its one-row steps for each further row, as if
+steps were independent. A held value makes the zero step frequent, so a sample-and-hold tag
+needs a long window, or is left out when that is over ``max_window`` + ``margin``.
+
 Written by hand: neither scikit-learn, river nor PyOD has an exact-repeat detector, and a hash of
 each window costs O(rows x tags) where nearest-neighbour search over all windows would not.
 """
@@ -35,6 +43,7 @@ class ReplayDetector(ProcessDetector):
         min_window: int = 3,
         max_window: int = 12,
         margin: int = 2,
+        chance: float = 1e-12,
         quantile: float = 1.0,
         smooth: int = 1,
     ) -> None:
@@ -44,6 +53,7 @@ class ReplayDetector(ProcessDetector):
         self.min_window = min_window
         self.max_window = max_window
         self.margin = margin
+        self.chance = chance
 
     def _repeats(
         self, x: FloatArray, tables: dict[int, dict[bytes, int]], w: int, offset: int
@@ -93,8 +103,34 @@ class ReplayDetector(ProcessDetector):
                 self._grow(x, quiet, size)
             if not left:
                 break
+        if self.window == 0:
+            self._widen(x)
         self.rows_seen_ = len(x)
         self.periodic_ = self.windows_ == 0
+
+    def _widen(self, x: FloatArray) -> None:
+        """Windows lengthened to where a chance match is under ``chance`` (see the docstring)."""
+        if not 0 < self.chance < 1:
+            raise ValueError(f"chance must be in (0, 1), not {self.chance}")
+        rounded = np.round(x, self.decimals)
+        longest = self.max_window + self.margin
+        for j in np.flatnonzero(self.windows_):
+            value = _collision(rounded[:, j])
+            step = _collision(np.round(np.diff(rounded[:, j]), self.decimals))
+            # log(value) + (w - 1) log(step) <= log(chance); a step that always repeats never gets there
+            need = np.log(self.chance) - np.log(value)
+            if need >= 0:
+                continue  # one value alone is rarer than ``chance``
+            # A step that always repeats (a counter, a ramp) never gets there: left out.
+            w = 1 + need / np.log(step) if step < 1 else np.inf
+            size = longest + 1 if w > longest else max(int(self.windows_[j]), int(np.ceil(w - 1e-9)))
+            if size == self.windows_[j]:
+                continue
+            self.tables_[int(self.windows_[j])].pop(int(j), None)
+            self.windows_[j] = size if size <= longest else 0
+            if size <= longest:
+                self._grow(x, [int(j)], size)
+        self.tables_ = {w: t for w, t in self.tables_.items() if t}
 
     def _grow(self, x: FloatArray, cols: list[int], w: int) -> None:
         """The training windows of ``cols`` at length ``w``, hashed for scoring."""
@@ -122,6 +158,13 @@ class ReplayDetector(ProcessDetector):
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         return np.asarray(self._flags(x)[rows], dtype=np.float64)
+
+
+def _collision(values: FloatArray) -> float:
+    """The chance that two values drawn from ``values`` are equal."""
+    _, counts = np.unique(values, return_counts=True)
+    share = counts / max(int(counts.sum()), 1)
+    return float(np.sum(share**2))
 
 
 MIN_MOVING = 20  # changing windows a tag needs in training before its repeats mean anything
