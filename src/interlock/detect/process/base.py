@@ -59,6 +59,25 @@ class NotFittedError(RuntimeError):
     """score or explain was called before fit."""
 
 
+class RowScorer:
+    """A fitted detector's raw score of one row at a time, with whatever state its score needs
+    (lag rows, filter memory, run lengths, window hashes), as ``_row_scorer()`` returns it:
+    fed a stream from its first row, it gives exactly ``_score`` of that stream, row by row.
+
+    ``smoothed``: the score already carries the detector's ``smooth`` (an ensemble, whose
+    members smooth their own). ``blame()``: the tags' weights at the last row, as ``_blame``
+    gives them, or None to let the caller compute them from the rows it kept.
+    """
+
+    smoothed = False
+
+    def __call__(self, row: FloatArray) -> float:
+        raise NotImplementedError
+
+    def blame(self) -> FloatArray | None:
+        return None
+
+
 class ProcessDetector:
     """Base class: subclasses implement ``_fit``, ``_score`` and ``_blame``.
 

@@ -50,12 +50,13 @@ drifted far enough to alarm on 12% of the rows.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter  # type: ignore[import-untyped]
 
-from interlock.detect.process.base import FloatArray, Standardizer
+from interlock.detect.process.base import FloatArray, RowScorer, Standardizer
 from interlock.detect.process.dpca import HeldOutLimits, lagged, out_of_sample
 
 
@@ -260,3 +261,102 @@ class CVADetector(HeldOutLimits[_Model]):
         # tags the state model cannot explain.
         _, _, err = self._vectors(self.model_, x)
         return np.asarray(err[rows] ** 2, dtype=np.float64)
+
+    def _row_scorer(self) -> RowScorer:
+        return _CVARows(self)
+
+
+class _Filter:
+    """One EWMA of ``_ewma``, a row at a time: clipped onto ``caps`` when told, then scaled."""
+
+    def __init__(self, lam: float, size: int, caps: tuple[tuple[slice, float], ...]) -> None:
+        self.lam, self.caps = lam, caps
+        self.z = np.zeros(size)
+        self.t = 0
+
+    def factor(self, t: int) -> float:
+        return self.lam / (2 - self.lam) * (1 - (1 - self.lam) ** (2 * (t + 1)))
+
+    def __call__(self, x: FloatArray, clip: bool) -> FloatArray:
+        if clip and self.t > 0:
+            f = self.factor(self.t - 1)
+            for cols, cap in self.caps:
+                size = float(self.z[cols] @ self.z[cols]) / f
+                if size > cap:
+                    self.z[cols] *= np.sqrt(cap / size)
+        self.z = self.lam * x + (1 - self.lam) * self.z
+        out = np.asarray(self.z / np.sqrt(self.factor(self.t)), dtype=np.float64)
+        self.t += 1
+        return out
+
+
+class _CVARows(RowScorer):
+    """``CVADetector._score`` one row at a time: the lag rows, the previous states, the filters'
+    memory and the raw alarm episode (for clipping) are its state."""
+
+    def __init__(self, det: CVADetector) -> None:
+        self.det, self.m = det, det.model_
+        m, k = det.model_, det.model_.k
+        self.past: deque[FloatArray] = deque(maxlen=det.lags + 1)  # standardized rows, newest first
+        self.prev: FloatArray | None = None  # the states at the previous row
+        self.limits: FloatArray | None = getattr(det, "raw_limits_", None)
+        self.in_alarm, self.peak = False, 0.0
+        self.combined: deque[float] = deque(maxlen=max(1, det.persist))
+        self.project = m.whiten @ m.v  # lag rows to canonical coordinates in one product
+        self.c_states, self.c_const = m.c[:k], m.c[k]
+        self.err = np.zeros(len(m.c[0]))
+        caps = getattr(det, "caps_", np.full(3, np.inf))
+        states = ((slice(0, k), float(caps[0])), (slice(k, None), float(caps[1])))
+        self.fp = _Filter(det.ewma or 1.0, m.whiten.shape[0], states)
+        self.fe = _Filter(det.ewma or 1.0, len(self.err), ((slice(None), float(caps[2])),))
+        var_caps = getattr(det, "var_caps_", np.full(2, np.inf))
+        squares = tuple((slice(i, i + 1), float(c) ** 2) for i, c in enumerate(var_caps))
+        self.fv = _Filter(det.var_ewma or 1.0, 2, squares)
+
+    def _clips(self, raw: FloatArray) -> tuple[bool, bool]:
+        """Whether this row ends a raw alarm episode whose peak reached ``restart`` (mean charts)
+        or ``var_restart`` (variance chart) times the raw limit, as ``_restarts`` marks it."""
+        if self.limits is None:
+            return False, False
+        ratio = float((raw / self.limits).max())
+        alarm = ratio > 1.0
+        ended = self.in_alarm and not alarm
+        peak = self.peak
+        self.peak = (max(self.peak, ratio) if self.in_alarm else ratio) if alarm else 0.0
+        self.in_alarm = alarm
+        det = self.det
+        return (ended and det.restart > 0 and peak >= det.restart,
+                ended and det.var_restart > 0 and peak >= det.var_restart)  # fmt: skip
+
+    def __call__(self, row: FloatArray) -> float:
+        det, m, k = self.det, self.m, self.m.k
+        z = (row - m.scaler.mean) / m.scaler.scale
+        if not self.past:
+            self.past.extend([z] * (det.lags + 1))  # as ``lagged``: the first row stands for its past
+        else:
+            self.past.appendleft(z)
+        proj = np.concatenate(self.past) @ self.project
+        states = proj[:k]
+        prev = states if self.prev is None else self.prev
+        self.prev = states
+        err = z - prev @ self.c_states - self.c_const
+        t2s = float(states @ states)
+        # v is orthogonal, so |w|² is |proj|²: the residual part is the rest of the norm
+        raw = np.array([t2s, max(float(proj @ proj) - t2s, 0.0), float(err @ err)])
+        clip_mean, clip_var = self._clips(raw)
+        self.err = err
+        if det.ewma > 0:
+            fp, fe = self.fp(proj, clip_mean), self.fe(err, clip_mean)
+            self.err = fe
+            filtered = np.array([fp[:k] @ fp[:k], fp[k:] @ fp[k:], fe @ fe])
+            stats = np.concatenate([raw, filtered]) if det.keep_raw else filtered
+        else:
+            stats = raw
+        if det.var_ewma > 0:
+            logs = np.log1p(raw[1:] / m.resid_mean) - m.log_mean
+            stats = np.concatenate([stats, self.fv(logs, clip_var)])
+        self.combined.append(float((stats / det.limits_).max()))
+        return min(self.combined)  # ``persist``: the running minimum
+
+    def blame(self) -> FloatArray:
+        return np.asarray(self.err**2, dtype=np.float64)

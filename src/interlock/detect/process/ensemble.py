@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from interlock.detect.process.base import Alert, FloatArray, Frame, ProcessDetector, typed_param
+from interlock.detect.process.base import Alert, FloatArray, Frame, ProcessDetector, RowScorer, typed_param
 
 _TINY = 1e-9
 
@@ -115,6 +115,33 @@ class EnsembleDetector(ProcessDetector):
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         ratios = self._ratios(Frame(self.tags_, x))
         return self._member_blame(x, rows, np.argmax(ratios[rows], axis=1))
+
+    def _row_scorer(self) -> RowScorer:
+        return _EnsembleRows(self)
+
+
+class _EnsembleRows(RowScorer):
+    """The ensemble one row at a time: each member streamed by ``RowByRow`` (exactly, where the
+    member has a row scorer or a short memory), its score over its threshold as in ``_ratios``."""
+
+    smoothed = True  # each member smooths its own score
+
+    def __init__(self, ensemble: EnsembleDetector) -> None:
+        from interlock.detect.process.stream import RowByRow
+
+        self.members = [RowByRow(d) for d in ensemble.detectors_]
+        self.winner = 0
+
+    def __call__(self, row: FloatArray) -> float:
+        ratios = []
+        for member in self.members:
+            s, t = member.score_row(row), member.threshold_
+            ratios.append(s / t if t > _TINY else (1.0 + (s - t) if s > t else 0.0))
+        self.winner = int(np.argmax(ratios))
+        return float(ratios[self.winner])
+
+    def blame(self) -> FloatArray:
+        return self.members[self.winner].weights()
 
 
 def _member_params(item: str, args: str, known: dict[str, Any]) -> dict[str, Any]:

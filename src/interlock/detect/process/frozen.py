@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from interlock.detect.process.base import FloatArray, ProcessDetector
+from interlock.detect.process.base import FloatArray, ProcessDetector, RowScorer
 
 
 class FrozenDetector(ProcessDetector):
@@ -75,6 +75,33 @@ class FrozenDetector(ProcessDetector):
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         return np.asarray(self._runs_over(x)[rows], dtype=np.float64)
+
+    def _row_scorer(self) -> RowScorer:
+        return _FrozenRows(self.limits_, self.decimals)
+
+
+class _FrozenRows(RowScorer):
+    """Each tag's current run, one row at a time: ``_score`` of the stream so far."""
+
+    def __init__(self, limits: npt.NDArray[np.int64], decimals: int) -> None:
+        self.limits, self.decimals = limits, decimals
+        self.prev: FloatArray | None = None
+        self.runs = np.zeros(len(limits), dtype=np.int64)
+
+    def __call__(self, row: FloatArray) -> float:
+        now = np.round(row, self.decimals)
+        # NaN never equals itself: a missing value starts a new run, as in _run_lengths.
+        same = np.zeros(len(now), dtype=np.bool_) if self.prev is None else now == self.prev
+        self.runs = np.where(same, self.runs + 1, 1)
+        self.prev = now
+        return float(np.count_nonzero(self._over()))
+
+    def _over(self) -> FloatArray:
+        frozen = (self.limits > 0) & (self.runs >= self.limits)
+        return np.where(frozen, self.runs / np.maximum(self.limits, 1), 0.0)
+
+    def blame(self) -> FloatArray:
+        return self._over()
 
 
 def _run_lengths(x: FloatArray) -> npt.NDArray[np.int64]:

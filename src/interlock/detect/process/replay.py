@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from interlock.detect.process.base import FloatArray, ProcessDetector
+from interlock.detect.process.base import FloatArray, ProcessDetector, RowScorer
 
 
 class ReplayDetector(ProcessDetector):
@@ -158,6 +158,40 @@ class ReplayDetector(ProcessDetector):
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         return np.asarray(self._flags(x)[rows], dtype=np.float64)
+
+    def _row_scorer(self) -> RowScorer:
+        return _ReplayRows(self)
+
+
+class _ReplayRows(RowScorer):
+    """``_flags`` one row at a time: copies of the training tables grow with the stream, as the
+    batch scoring of the whole stream would grow them."""
+
+    def __init__(self, det: ReplayDetector) -> None:
+        self.decimals, self.offset = det.decimals, det.rows_seen_
+        self.watch = [(j, w, dict(t)) for w, tables in det.tables_.items() for j, t in tables.items()]
+        # The last rows, one line per tag, so a tag's window is a contiguous slice.
+        self.recent = np.full((len(det.tags_), max(det.tables_, default=1)), np.nan)
+        self.runs = np.zeros(len(det.tags_), dtype=np.int64)  # rows each tag has held its value
+        self.rows = 0
+        self.flags = np.zeros(len(det.tags_), dtype=np.bool_)
+
+    def __call__(self, row: FloatArray) -> float:
+        now = np.round(row, self.decimals)
+        self.runs = np.where(now == self.recent[:, -1], self.runs + 1, 1)  # NaN starts a new run
+        self.recent[:, :-1] = self.recent[:, 1:]
+        self.recent[:, -1] = now
+        self.rows += 1
+        self.flags = np.zeros_like(self.flags)
+        here, runs, recent = self.offset + self.rows, self.runs.tolist(), self.recent
+        for j, w, table in self.watch:
+            # Only windows inside the stream, as in the batch form; a flat one proves nothing.
+            if self.rows >= w and runs[j] < w:
+                self.flags[j] |= here - table.setdefault(recent[j, -w:].tobytes(), here) >= w
+        return float(self.flags.sum())
+
+    def blame(self) -> FloatArray:
+        return self.flags.astype(np.float64)
 
 
 def _collision(values: FloatArray) -> float:

@@ -12,14 +12,16 @@ Half-space trees cut the unit cube, so each tag is scaled by its training range 
 leaf, which is what makes it anomalous. river's trees give no per-tag attribution, so the blame
 is the tag's distance outside (or, if inside, from the middle of) its training range.
 
-``RowByRow`` gives the same streaming form to a fitted batch detector whose score at a row depends
-only on that row and a few before it (``residual``: the ARX lags; ``pca``: none): it keeps those
-rows in a ring buffer and scores the newest, so the live range can run the detector that scored
-best on the benchmarks, with exactly its batch scores. It learns nothing online. A detector with
-a ``_row_scorer()`` method (``pca``, ``residual``) is scored through it: a callable that takes one
-raw row and keeps its own lag buffer, with the fitted matrices prepared once, so a row costs a few
-small products instead of a batch ``_score`` over the rebuilt window. Any other detector falls
-back to that generic path.
+``RowByRow`` gives the same streaming form to a fitted batch detector, so the live range can run
+the detector that scored best on the benchmarks, the default ensemble included, with exactly its
+batch scores. It learns nothing online. A detector with a ``_row_scorer()`` method is scored
+through it: a callable (``base.RowScorer``) that takes one raw row and keeps whatever state the
+score needs, with the fitted matrices prepared once: the lag rows (``pca``, ``residual``), the
+filters' memory and the raw alarm episode (``cva``), each tag's current run (``frozen``), the
+window hashes seen so far (``replay``), the previous row and the trees as plain lists
+(``control``), or its members' own streams (``ensemble``). Any other detector falls back to a
+ring buffer of the rows its score depends on (``row_memory`` or ``lags``, default 0), scoring
+the newest with a batch ``_score`` over the buffer.
 
 ``OnlineMonitor`` glues any streaming detector to a live source: it assembles the latest value of
 every tag polled at one plant time into a row, scores it against the threshold learned on normal
@@ -130,16 +132,17 @@ class RowByRow:
         if not hasattr(detector, "threshold_"):
             raise ValueError(f"{type(detector).__name__} is not fitted: call fit(train) first")
         self.detector = detector
-        own = int(getattr(detector, "lags", 0))
+        own = int(getattr(detector, "row_memory", getattr(detector, "lags", 0)))
         self.memory = own if memory is None else memory
         self.tags_ = detector.tags_
         self.threshold_ = detector.threshold_
         self._rows: deque[FloatArray] = deque(maxlen=self.memory + 1)
-        self._raw: deque[float] = deque(maxlen=max(1, detector.smooth))
         make = getattr(detector, "_row_scorer", None)
         self._scorer: Callable[[FloatArray], float] | None = (
             make() if fast and make is not None and self.memory == own else None
         )
+        smoothed = bool(getattr(self._scorer, "smoothed", False))
+        self._raw: deque[float] = deque(maxlen=1 if smoothed else max(1, detector.smooth))
 
     def _vector(self, row: Mapping[str, float]) -> FloatArray:
         return np.array([float(row[t]) for t in self.tags_])
@@ -148,7 +151,10 @@ class RowByRow:
         """A fixed model: nothing is learned online."""
 
     def score_one(self, row: Mapping[str, float]) -> float:
-        v = self._vector(row)
+        return self.score_row(self._vector(row))
+
+    def score_row(self, v: FloatArray) -> float:
+        """``score_one`` of a row already in tag order."""
         self._rows.append(v)  # explain_one reads the window
         if self._scorer is not None:
             raw = _finite(self._scorer(v))
@@ -158,11 +164,19 @@ class RowByRow:
         self._raw.append(raw)
         return sum(self._raw) / len(self._raw)
 
+    def weights(self) -> FloatArray:
+        """The tags' blame at the last row scored."""
+        blame = getattr(self._scorer, "blame", None)
+        w = blame() if callable(blame) else None
+        if w is not None:
+            return np.asarray(w, dtype=np.float64)
+        x = np.vstack(self._rows)  # the ring buffer holds the last row (score_row came first)
+        return np.asarray(self.detector._blame(x, np.array([len(x) - 1]))[0], dtype=np.float64)
+
     def explain_one(self, row: Mapping[str, float]) -> list[tuple[str, float]]:
-        # The ring buffer already holds this row (score_one came first).
-        x = np.vstack(self._rows) if self._rows else self._vector(row)[None, :]
-        w = self.detector._blame(x, np.array([len(x) - 1]))[0]
-        return sorted(zip(self.tags_, map(float, w), strict=True), key=lambda kv: -kv[1])
+        if not self._rows:
+            self.score_one(row)
+        return sorted(zip(self.tags_, map(float, self.weights()), strict=True), key=lambda kv: -kv[1])
 
 
 def _finite(score: float) -> float:

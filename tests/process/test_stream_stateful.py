@@ -1,0 +1,98 @@
+"""Detectors whose score needs more than a few rows of the past (filter memory, run lengths, window
+hashes) stream one row at a time with exactly their batch scores, the default ensemble included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from interlock.detect.process import CVADetector, EnsembleDetector, Frame, detector_class
+from interlock.detect.process.data import common_resolution, read_frame
+from interlock.detect.process.stream import OnlineMonitor, RowByRow
+from tests.process.conftest import plant, shared
+from tests.process.test_control_ensemble import pumped_tank
+from tests.process.test_cva_ewma import SHIFT, changed, linear_plant
+
+
+def streamed(det: Any, frame: Frame) -> tuple[np.ndarray, RowByRow]:
+    live = RowByRow(det)
+    return np.array([live.score_row(v) for v in frame.values]), live
+
+
+def attacked_tank() -> tuple[Frame, Frame]:
+    """A pumped tank with every kind of trace: a forced pump, a replayed level, a held flow."""
+    train, test = pumped_tank(3000, 0), pumped_tank(900, 1, forced=(300, 340))
+    x = test.values.copy()
+    x[500:560, 0] = x[100:160, 0]  # the level replays an hour seen before
+    x[700:760, 1] = x[700, 1]  # the demand reading holds one value
+    return train, Frame(test.tags, x)
+
+
+@pytest.mark.parametrize("name", ["frozen", "replay", "control", "cva", "ensemble"])
+def test_streaming_gives_the_batch_scores_from_the_first_row(name: str) -> None:
+    train, test = attacked_tank()
+    det = detector_class(name)().fit(train)
+    scores, live = streamed(det, test)
+    assert live._scorer is not None  # its own row scorer, not the window fallback
+    batch = det.score(test)
+    np.testing.assert_allclose(scores, batch, rtol=1e-9, atol=1e-9)
+    assert (batch > det.threshold_).any()  # the comparison covers alarms, not only quiet rows
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"ewma": 0.2, "keep_raw": True},
+        {"ewma": 0.2, "keep_raw": True, "var_ewma": 0.05},
+        {"ewma": 0.2, "keep_raw": True, "restart": 10, "var_ewma": 0.05, "persist": 2, "smooth": 3},
+        {"ewma": 0.1, "var_ewma": 0.1, "var_restart": 0},
+    ],
+)
+def test_cva_streams_its_filters_and_their_clipping(params: dict[str, Any]) -> None:
+    train = linear_plant(3000, 100)
+    # A gross spoof that ends (clipping), then extra noise on one sensor (the variance chart).
+    spoof = np.concatenate([np.full(30, 15.0), np.zeros(100), np.random.default_rng(3).normal(0, 0.8, 300)])
+    test = changed(linear_plant(1200, 200), spoof)
+    det = CVADetector(**params).fit(train)
+    scores, live = streamed(det, test)
+    np.testing.assert_allclose(scores, det.score(test), rtol=1e-9, atol=1e-9)
+    assert scores[SHIFT + 5 : SHIFT + 30].min() > det.threshold_  # persist and smooth delay it
+    # The blame of a row is the filtered one-step error, as the batch blame gives it.
+    np.testing.assert_allclose(live.weights(), det._blame(test.values, np.array([len(test) - 1]))[0])
+
+
+def test_the_streamed_ensemble_blames_as_the_batch_alerts() -> None:
+    train, test = attacked_tank()
+    det = EnsembleDetector().fit(train)
+    live = RowByRow(det)
+    batch = {a.row: a for a in det.alerts(test)}
+    rows = [dict(zip(test.tags, map(float, r), strict=True)) for r in test.values]
+    monitor = OnlineMonitor(live)
+    alerts = [a for i, r in enumerate(rows) if (a := monitor.update(r, at=i)) is not None]
+    assert [a.row for a in alerts] == sorted(batch)
+    for a in alerts:
+        assert a.tags[0] == batch[a.row].tags[0]
+    assert {"L_TANK", "F_DEMAND", "S_PUMP"} <= {a.tags[0] for a in alerts}
+
+
+def test_a_plant_without_memory_needs_no_state() -> None:
+    """A detector fed a fresh stream starts afresh: a second RowByRow repeats the first."""
+    train, test = plant(800, 0), plant(200, 1)
+    det = detector_class("cva")(ewma=0.2, keep_raw=True).fit(train)
+    first, _ = streamed(det, test)
+    second, _ = streamed(det, test)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_batadal_ensemble_streams_exactly() -> None:
+    train = read_frame(shared("batadal/BATADAL_dataset03.csv"), label="ATT_FLAG")
+    test = read_frame(shared("batadal/BATADAL_dataset04.csv"), label="ATT_FLAG")
+    train, test, _ = common_resolution(train, test)
+    det = EnsembleDetector().fit(train)
+    scores, _ = streamed(det, test)
+    batch = det.score(test)
+    np.testing.assert_allclose(scores, batch, rtol=1e-9, atol=1e-9)
+    assert np.array_equal(scores > 1.0, batch > 1.0) and (batch > 1.0).sum() > 400
