@@ -306,9 +306,15 @@ class _CVARows(RowScorer):
         self.c_states, self.c_const = m.c[:k], m.c[k]
         self.err = np.zeros(len(m.c[0]))
         caps = getattr(det, "caps_", np.full(3, np.inf))
-        states = ((slice(0, k), float(caps[0])), (slice(k, None), float(caps[1])))
-        self.fp = _Filter(det.ewma or 1.0, m.whiten.shape[0], states)
-        self.fe = _Filter(det.ewma or 1.0, len(self.err), ((slice(None), float(caps[2])),))
+        # One filter over the canonical coordinates and the one-step error side by side: the same
+        # λ and the same clipping rows, each part clipped onto its own limit.
+        self.width = width = m.whiten.shape[0]
+        parts = (
+            (slice(0, k), float(caps[0])),
+            (slice(k, width), float(caps[1])),
+            (slice(width, None), float(caps[2])),
+        )
+        self.fpe = _Filter(det.ewma or 1.0, width + len(self.err), parts)
         var_caps = getattr(det, "var_caps_", np.full(2, np.inf))
         squares = tuple((slice(i, i + 1), float(c) ** 2) for i, c in enumerate(var_caps))
         self.fv = _Filter(det.var_ewma or 1.0, 2, squares)
@@ -346,7 +352,8 @@ class _CVARows(RowScorer):
         clip_mean, clip_var = self._clips(raw)
         self.err = err
         if det.ewma > 0:
-            fp, fe = self.fp(proj, clip_mean), self.fe(err, clip_mean)
+            both = self.fpe(np.concatenate([proj, err]), clip_mean)
+            fp, fe = both[: self.width], both[self.width :]
             self.err = fe
             filtered = np.array([fp[:k] @ fp[:k], fp[k:] @ fp[k:], fe @ fe])
             stats = np.concatenate([raw, filtered]) if det.keep_raw else filtered

@@ -85,6 +85,7 @@ class _FrozenRows(RowScorer):
 
     def __init__(self, limits: npt.NDArray[np.int64], decimals: int) -> None:
         self.limits, self.decimals = limits, decimals
+        self.watched = limits > 0
         self.prev: FloatArray | None = None
         self.runs = np.zeros(len(limits), dtype=np.int64)
 
@@ -94,7 +95,7 @@ class _FrozenRows(RowScorer):
         same = np.zeros(len(now), dtype=np.bool_) if self.prev is None else now == self.prev
         self.runs = np.where(same, self.runs + 1, 1)
         self.prev = now
-        return float(np.count_nonzero(self._over()))
+        return float(np.count_nonzero(self.watched & (self.runs >= self.limits)))
 
     def _over(self) -> FloatArray:
         frozen = (self.limits > 0) & (self.runs >= self.limits)

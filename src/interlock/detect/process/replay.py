@@ -169,9 +169,18 @@ class _ReplayRows(RowScorer):
 
     def __init__(self, det: ReplayDetector) -> None:
         self.decimals, self.offset = det.decimals, det.rows_seen_
-        self.watch = [(j, w, dict(t)) for w, tables in det.tables_.items() for j, t in tables.items()]
+        width = max(det.tables_, default=1)
+        watched = sorted((j, w) for w, tables in det.tables_.items() for j in tables)
+        self.cols = np.array([j for j, _ in watched], dtype=np.intp)
+        self.windows = np.array([w for _, w in watched], dtype=np.int64)
+        # per watched tag: its window length, its table, and where its window sits in the bytes
+        # of the block of last rows (8 bytes a value, the newest last)
+        self.watch = [
+            (i, w, dict(det.tables_[w][j]), 8 * (i * width + width - w), 8 * (i + 1) * width)
+            for i, (j, w) in enumerate(watched)
+        ]  # fmt: skip
         # The last rows, one line per tag, so a tag's window is a contiguous slice.
-        self.recent = np.full((len(det.tags_), max(det.tables_, default=1)), np.nan)
+        self.recent = np.full((len(det.tags_), width), np.nan)
         self.runs = np.zeros(len(det.tags_), dtype=np.int64)  # rows each tag has held its value
         self.rows = 0
         self.flags = np.zeros(len(det.tags_), dtype=np.bool_)
@@ -182,13 +191,17 @@ class _ReplayRows(RowScorer):
         self.recent[:, :-1] = self.recent[:, 1:]
         self.recent[:, -1] = now
         self.rows += 1
+        here, rows = self.offset + self.rows, self.rows
+        block = self.recent[self.cols].tobytes()  # one copy of every watched tag's last rows
+        # Only windows inside the stream, as in the batch form; a flat one proves nothing.
+        skip = ((self.runs[self.cols] >= self.windows) | (self.windows > rows)).tolist()
+        hits = [
+            i for i, w, table, lo, hi in self.watch
+            if not skip[i] and here - table.setdefault(block[lo:hi], here) >= w
+        ]  # fmt: skip
         self.flags = np.zeros_like(self.flags)
-        here, runs, recent = self.offset + self.rows, self.runs.tolist(), self.recent
-        for j, w, table in self.watch:
-            # Only windows inside the stream, as in the batch form; a flat one proves nothing.
-            if self.rows >= w and runs[j] < w:
-                self.flags[j] |= here - table.setdefault(recent[j, -w:].tobytes(), here) >= w
-        return float(self.flags.sum())
+        self.flags[self.cols[hits]] = True
+        return float(len(hits))
 
     def blame(self) -> FloatArray:
         return self.flags.astype(np.float64)

@@ -143,6 +143,8 @@ class RowByRow:
         )
         smoothed = bool(getattr(self._scorer, "smoothed", False))
         self._raw: deque[float] = deque(maxlen=1 if smoothed else max(1, detector.smooth))
+        # A scorer that blames its own last row needs no buffer of rows.
+        self._keep = self._scorer is None or not callable(getattr(self._scorer, "blame", None))
 
     def _vector(self, row: Mapping[str, float]) -> FloatArray:
         return np.array([float(row[t]) for t in self.tags_])
@@ -155,12 +157,15 @@ class RowByRow:
 
     def score_row(self, v: FloatArray) -> float:
         """``score_one`` of a row already in tag order."""
-        self._rows.append(v)  # explain_one reads the window
+        if self._keep:
+            self._rows.append(v)  # explain_one reads the window
         if self._scorer is not None:
             raw = _finite(self._scorer(v))
         else:
             x = np.vstack(self._rows)
             raw = float(np.nan_to_num(self.detector._score(x)[-1], nan=0.0, posinf=1e12, neginf=0.0))
+        if self._raw.maxlen == 1:
+            return raw
         self._raw.append(raw)
         return sum(self._raw) / len(self._raw)
 
@@ -174,8 +179,7 @@ class RowByRow:
         return np.asarray(self.detector._blame(x, np.array([len(x) - 1]))[0], dtype=np.float64)
 
     def explain_one(self, row: Mapping[str, float]) -> list[tuple[str, float]]:
-        if not self._rows:
-            self.score_one(row)
+        """The blame at the row just scored (``score_one(row)`` comes first, as in OnlineMonitor)."""
         return sorted(zip(self.tags_, map(float, self.weights()), strict=True), key=lambda kv: -kv[1])
 
 
