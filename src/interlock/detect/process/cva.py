@@ -50,6 +50,7 @@ drifted far enough to alarm on 12% of the rows.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 
 import numpy as np
@@ -315,16 +316,20 @@ class _CVARows(RowScorer):
             (slice(width, None), float(caps[2])),
         )
         self.fpe = _Filter(det.ewma or 1.0, width + len(self.err), parts)
-        var_caps = getattr(det, "var_caps_", np.full(2, np.inf))
-        squares = tuple((slice(i, i + 1), float(c) ** 2) for i, c in enumerate(var_caps))
-        self.fv = _Filter(det.var_ewma or 1.0, 2, squares)
+        # The variance chart's two values, in plain floats: numpy costs more than it saves on two.
+        self.var_lam = det.var_ewma or 1.0
+        self.var_caps = [float(c) ** 2 for c in getattr(det, "var_caps_", np.full(2, np.inf))]
+        self.var_z, self.var_t = [0.0, 0.0], 0
+        self.resid_mean, self.log_mean = m.resid_mean.tolist(), m.log_mean.tolist()
+        self.stat_limits = det.limits_.tolist()
+        self.raw_limits = None if self.limits is None else self.limits.tolist()
 
-    def _clips(self, raw: FloatArray) -> tuple[bool, bool]:
+    def _clips(self, raw: list[float]) -> tuple[bool, bool]:
         """Whether this row ends a raw alarm episode whose peak reached ``restart`` (mean charts)
         or ``var_restart`` (variance chart) times the raw limit, as ``_restarts`` marks it."""
-        if self.limits is None:
+        if self.raw_limits is None:
             return False, False
-        ratio = float((raw / self.limits).max())
+        ratio = max(r / lim for r, lim in zip(raw, self.raw_limits, strict=True))
         alarm = ratio > 1.0
         ended = self.in_alarm and not alarm
         peak = self.peak
@@ -348,22 +353,36 @@ class _CVARows(RowScorer):
         err = z - prev @ self.c_states - self.c_const
         t2s = float(states @ states)
         # v is orthogonal, so |w|² is |proj|²: the residual part is the rest of the norm
-        raw = np.array([t2s, max(float(proj @ proj) - t2s, 0.0), float(err @ err)])
+        raw = [t2s, max(float(proj @ proj) - t2s, 0.0), float(err @ err)]
         clip_mean, clip_var = self._clips(raw)
         self.err = err
+        stats = raw
         if det.ewma > 0:
             both = self.fpe(np.concatenate([proj, err]), clip_mean)
             fp, fe = both[: self.width], both[self.width :]
             self.err = fe
-            filtered = np.array([fp[:k] @ fp[:k], fp[k:] @ fp[k:], fe @ fe])
-            stats = np.concatenate([raw, filtered]) if det.keep_raw else filtered
-        else:
-            stats = raw
+            filtered = [float(fp[:k] @ fp[:k]), float(fp[k:] @ fp[k:]), float(fe @ fe)]
+            stats = raw + filtered if det.keep_raw else filtered
         if det.var_ewma > 0:
-            logs = np.log1p(raw[1:] / m.resid_mean) - m.log_mean
-            stats = np.concatenate([stats, self.fv(logs, clip_var)])
-        self.combined.append(float((stats / det.limits_).max()))
+            pairs = zip(raw[1:], self.resid_mean, self.log_mean, strict=True)
+            logs = [math.log1p(r / mean) - log for r, mean, log in pairs]
+            stats = stats + self._variance(logs, clip_var)
+        self.combined.append(max(v / lim for v, lim in zip(stats, self.stat_limits, strict=True)))
         return min(self.combined)  # ``persist``: the running minimum
+
+    def _variance(self, logs: list[float], clip: bool) -> list[float]:
+        """``_Filter`` of the variance chart in floats (each value its own group)."""
+        lam, z, t = self.var_lam, self.var_z, self.var_t
+        if clip and t > 0:
+            f = lam / (2 - lam) * (1 - (1 - lam) ** (2 * t))
+            z = [
+                v * math.sqrt(cap / (v * v / f)) if v * v / f > cap else v
+                for v, cap in zip(z, self.var_caps, strict=True)
+            ]  # fmt: skip
+        z = [lam * x + (1 - lam) * v for x, v in zip(logs, z, strict=True)]
+        self.var_z, self.var_t = z, t + 1
+        scale = math.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * (t + 1))))
+        return [v / scale for v in z]
 
     def blame(self) -> FloatArray:
         return np.asarray(self.err**2, dtype=np.float64)
