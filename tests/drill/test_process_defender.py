@@ -154,6 +154,28 @@ def test_a_sensor_held_at_one_value_in_the_hmi_view_is_found_frozen() -> None:
     assert alerts[0].attack_ids == ("T0831", "T0856") and "other sensors move" in alerts[0].message
 
 
+def test_a_sensor_block_the_hmi_could_not_read_is_not_a_frozen_view() -> None:
+    """A flood that makes the sensor block's reads fail while the other blocks answer: the
+    historian has no sensor values from 600 s on. Carried forward they would hold one value for
+    five minutes, every sensor at once (a "frozen view"), and the heater's output would seem to
+    break its PI law on the stale temperature; a missed read is not a held one."""
+    import numpy as np
+    import pyarrow as pa
+
+    from interlock.range.points import load_point_list
+
+    table = asyncio.run(_benign("reactor", 41, 900.0))
+    sensors = [p.tag for d in load_point_list("reactor").devices if d.name == "plc-1"
+               for p in d.points if p.kind == "sensor"]  # fmt: skip
+    t, tag, _, hmi = _plc1_view(table)
+    missed = hmi & np.isin(tag, sensors) & (t >= 600.0)
+    assert missed.any() and (hmi & ~np.isin(tag, sensors) & (t >= 600.0)).any()  # other blocks read
+    dropped = table.filter(pa.array(~missed))
+    alerts = process_alerts(dropped, "reactor", WARMUP_S, seed=41, watermark=True)
+    # Neither a frozen view nor a heater that "does not follow its PI law" on a stale temperature.
+    assert [a for a in alerts if a.rule in ("process.frozen", "process.tampering.loop-law")] == [], alerts
+
+
 HOLD_SCENARIO = """
 id: hold-test
 title: The HMI's view of the reactor frozen by a man in the middle

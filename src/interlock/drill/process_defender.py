@@ -147,7 +147,8 @@ def process_alerts(
             frame = historian_frame(trends, device.name, "hmi")
         except ValueError:
             continue  # the HMI never read this device
-        alerts += _tampering(frame, plant, device.name, kinds, warmup_s, operator_log)
+        read = ~np.isnan(historian_frame(trends, device.name, "hmi", fill=False).values)
+        alerts += _tampering(frame, plant, device.name, kinds, warmup_s, operator_log, read)
     if watermark:
         alerts += _watermark(trends, plant, warmup_s, seed)
     alerts += _replay(trends, plant, warmup_s, points)
@@ -163,6 +164,7 @@ def _tampering(
     kinds: dict[str, str],
     warmup_s: float,
     operator_log: Sequence[OperatorCommand],
+    read: npt.NDArray[np.bool_] | None = None,
 ) -> list[AlertSeen]:
     times = np.array([float(t) for t in frame.timestamps or ()])
     normal = frame.rows(0, int(np.searchsorted(times, warmup_s, side="left")))
@@ -175,7 +177,7 @@ def _tampering(
             log.info("process defender: no loop law on %s: %s", device, exc)
     # Scored on the whole run so a change at the very end of the warm-up still has its previous
     # row; only findings after the warm-up are kept (nothing was learned from them).
-    findings = [f for f in det.check(frame, operator_log) if f.time_s >= warmup_s]
+    findings = [f for f in det.check(frame, operator_log, read) if f.time_s >= warmup_s]
     manual_tags = {lp.manual for lp in LOOPS.get(plant, ())}
     out: list[AlertSeen] = []
     changes = [f for f in findings if f.kind == "unexplained-change"]
@@ -334,9 +336,12 @@ def _runs(flags: npt.NDArray[np.bool_], t: npt.NDArray[np.float64], gap_s: float
 
 
 # -- replayed windows and frozen sensors --------------------------------------------------------
-def _sensor_frames(trends: Any, warmup_s: float, points: Any) -> Iterator[tuple[str, Frame, int, FloatArray]]:
+def _sensor_frames(
+    trends: Any, warmup_s: float, points: Any
+) -> Iterator[tuple[str, Frame, int, FloatArray, npt.NDArray[np.bool_]]]:
     """Per Modbus device of the plant (safety controllers aside): its sensors as the HMI saw them,
-    the first row after the warm-up and the plant times, where the warm-up has enough rows."""
+    the first row after the warm-up, the plant times and which cells were read at that time (the
+    frame carries a missed read forward), where the warm-up has enough rows."""
     for device in points.devices:
         if device.protocol != "modbus" or device.role == "sis":
             continue
@@ -353,14 +358,15 @@ def _sensor_frames(trends: Any, warmup_s: float, points: Any) -> Iterator[tuple[
         if cut < 3 * REPLAY_WINDOW or cut >= len(times):
             continue
         sub = Frame(tuple(frame.tags[c] for c in cols), frame.values[:, cols], frame.timestamps)
-        yield device.name, sub, cut, times
+        read = ~np.isnan(historian_frame(trends, device.name, "hmi", fill=False).values[:, cols])
+        yield device.name, sub, cut, times, read
 
 
 def _replay(trends: Any, plant: str, warmup_s: float, points: Any) -> list[AlertSeen]:
     from interlock.detect.process.replay import ReplayDetector
 
     out: list[AlertSeen] = []
-    for name, sub, cut, times in _sensor_frames(trends, warmup_s, points):
+    for name, sub, cut, times, _ in _sensor_frames(trends, warmup_s, points):
         det = ReplayDetector(window=REPLAY_WINDOW, decimals=6).fit(sub.rows(0, cut))
         after = sub.rows(cut, len(sub))
         flags = det._flags(after.values)  # rows x tags; the public score only counts them
@@ -392,11 +398,13 @@ def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
     from interlock.detect.process.frozen import FrozenDetector
 
     out: list[AlertSeen] = []
-    for name, sub, cut, times in _sensor_frames(trends, warmup_s, points):
+    for name, sub, cut, times, read in _sensor_frames(trends, warmup_s, points):
         det = FrozenDetector(decimals=6).fit(sub.rows(0, cut))
         watched = np.flatnonzero(det.limits_ > 0)
-        # Runs counted over the whole frame: a freeze that began in the warm-up is not reset at the cut.
-        frozen = det._runs_over(sub.values)[cut:] > 0  # rows x tags, after the warm-up
+        # Runs counted over the whole frame: a freeze that began in the warm-up is not reset at the
+        # cut. A poll that did not read the sensor (a flood, a dropped link) breaks its run: the
+        # value carried forward is not a reading the device gave, so not a held one.
+        frozen = det._runs_over(np.where(read, sub.values, np.nan))[cut:] > 0  # rows x tags
         values = sub.values[cut:]
         rows = np.asarray(frozen.any(axis=1), dtype=np.bool_)
         t_after = times[cut:]

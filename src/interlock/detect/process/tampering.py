@@ -111,11 +111,12 @@ def read_operator_log(path: Path) -> list[OperatorCommand]:
     return out
 
 
-def historian_frame(table: Any, device: str = "plc-1", source: str = "hmi") -> Frame:
+def historian_frame(table: Any, device: str = "plc-1", source: str = "hmi", fill: bool = True) -> Frame:
     """One row per plant time, one column per tag of ``device``, from a historian table.
 
     ``table``: a pyarrow table (``Historian.table()`` or its Parquet file read back) with columns
-    plant_time_s, device, tag, value, source. A tag not polled at some time keeps its last value.
+    plant_time_s, device, tag, value, source. A tag not polled at some time keeps its last value
+    (``fill=False``: it is NaN there, for checks that must tell a held reading from a missed one).
     Timestamps are the plant seconds as text (``Frame`` keeps them as text).
     """
     cols = {
@@ -129,7 +130,7 @@ def historian_frame(table: Any, device: str = "plc-1", source: str = "hmi") -> F
     tags, g_idx = np.unique(cols["tag"][keep].astype(str), return_inverse=True)
     x = np.full((len(times), len(tags)), np.nan)
     x[t_idx, g_idx] = cols["value"][keep].astype(np.float64)
-    for j in range(x.shape[1]):  # forward fill, then back fill the start
+    for j in range(x.shape[1] if fill else 0):  # forward fill, then back fill the start
         col = x[:, j]
         valid = ~np.isnan(col)
         if not valid.any():
@@ -199,10 +200,12 @@ class ControllerTamperingDetector:
         return np.full(len(frame), float(spec))
 
     def _terms(
-        self, frame: Frame, loop: Loop
+        self, frame: Frame, loop: Loop, read: npt.NDArray[np.bool_] | None = None
     ) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_], FloatArray]:
         """Per row t >= 1: observed output change, the P term, the I term, rows the law covers,
-        and the manual-mode mismatch (NaN in auto)."""
+        and the manual-mode mismatch (NaN in auto). ``read`` (rows x tags, optional): which
+        values were read at that row rather than carried forward; the law covers only rows whose
+        PV and output were read then and one row before (a missed poll is not a frozen PV)."""
         col = {
             t: frame.values[:, frame.tags.index(t)]
             for t in (loop.sp, loop.pv, loop.out, loop.mode, loop.manual)
@@ -222,6 +225,9 @@ class ControllerTamperingDetector:
         inside = (u[1:] > loop.out_low + 0.01 * span) & (u[1:] < loop.out_high - 0.01 * span)
         inside &= (u[:-1] > loop.out_low + 0.01 * span) & (u[:-1] < loop.out_high - 0.01 * span)
         steady = (np.diff(kp) == 0) & (np.diff(ti) == 0)
+        if read is not None:
+            fresh = read[:, frame.tags.index(loop.pv)] & read[:, frame.tags.index(loop.out)]
+            steady &= fresh[1:] & fresh[:-1]
         manual = (col[loop.mode][1:] < 1) & (col[loop.mode][:-1] < 1)
         mismatch = np.where(manual, u[1:] - col[loop.manual][1:], np.nan)
         return du, p_term, i_term, auto & inside & steady, mismatch
@@ -254,9 +260,11 @@ class ControllerTamperingDetector:
             self.models_.append(model)
         return self
 
-    def _loop_scores(self, frame: Frame, model: _LoopModel) -> FloatArray:
+    def _loop_scores(
+        self, frame: Frame, model: _LoopModel, read: npt.NDArray[np.bool_] | None = None
+    ) -> FloatArray:
         """Windowed RMS of the normalised law residual per row (row 0 gets 0)."""
-        du, p_term, i_term, ok, mismatch = self._terms(frame, model.loop)
+        du, p_term, i_term, ok, mismatch = self._terms(frame, model.loop, read)
         scale = self._scale(frame, model)
         r = (du - model.alpha * p_term - model.beta * i_term) / scale
         r = np.where(ok, r, 0.0)
@@ -276,12 +284,18 @@ class ControllerTamperingDetector:
         return {m.loop.name: self._loop_scores(frame, m) for m in self.models_}
 
     # --- the findings ---
-    def check(self, frame: Frame, operator_log: Sequence[OperatorCommand] = ()) -> list[Finding]:
-        """Unexplained changes and loop-law breaches (each breach run reported once), in time order."""
+    def check(
+        self,
+        frame: Frame,
+        operator_log: Sequence[OperatorCommand] = (),
+        read: npt.NDArray[np.bool_] | None = None,
+    ) -> list[Finding]:
+        """Unexplained changes and loop-law breaches (each breach run reported once), in time order.
+        ``read``: as in ``_terms``, which values were read rather than carried forward."""
         findings = self._changes(frame, operator_log)
         times = _times(frame)
         for m in self.models_:
-            scores = self._loop_scores(frame, m)
+            scores = self._loop_scores(frame, m, read)
             above = np.concatenate([[False], scores > m.threshold, [False]]).astype(np.int8)
             edges = np.flatnonzero(np.diff(above))
             for start, stop in zip(edges[::2], edges[1::2], strict=True):
