@@ -176,6 +176,27 @@ def test_a_sensor_block_the_hmi_could_not_read_is_not_a_frozen_view() -> None:
     assert [a for a in alerts if a.rule in ("process.frozen", "process.tampering.loop-law")] == [], alerts
 
 
+def test_missed_reads_do_not_hide_a_held_sensor() -> None:
+    """The held temperature of the test above, with every third poll of it missed (a flood on the
+    link): the misses neither hold nor break its run, so it is still found frozen."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = asyncio.run(_benign("reactor", 41, 900.0))
+    t, tag, value, hmi = _plc1_view(table)
+    temp = hmi & (tag == "reactor_temp_k")
+    held = temp & (t >= 600.0)
+    value[held] = value[np.flatnonzero(held)[0]]
+    polls = np.cumsum(temp) * temp  # 1, 2, ... on the temperature's own rows
+    missed = held & (polls % 3 == 0)
+    frozen = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
+    frozen = frozen.filter(pa.array(~missed))
+    alerts = [a for a in process_alerts(frozen, "reactor", WARMUP_S, seed=41, watermark=True)
+              if a.rule == "process.frozen"]  # fmt: skip
+    assert len(alerts) == 1 and "reactor_temp_k" in alerts[0].message, alerts
+    assert 600.0 < alerts[0].time_s <= 660.0
+
+
 HOLD_SCENARIO = """
 id: hold-test
 title: The HMI's view of the reactor frozen by a man in the middle

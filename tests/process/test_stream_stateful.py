@@ -96,3 +96,46 @@ def test_batadal_ensemble_streams_exactly() -> None:
     batch = det.score(test)
     np.testing.assert_allclose(scores, batch, rtol=1e-9, atol=1e-9)
     assert np.array_equal(scores > 1.0, batch > 1.0) and (batch > 1.0).sum() > 400
+
+
+def test_a_missing_reading_neither_blinds_cva_nor_splits_stream_from_batch() -> None:
+    train, test = attacked_tank()
+    x = test.values.copy()
+    x[50, 1] = np.nan  # one missed demand reading, long before the forced pump at 300
+    holed = Frame(test.tags, x)
+    cva = CVADetector(ewma=0.2, keep_raw=True, var_ewma=0.05)
+    for det in (cva.fit(train), EnsembleDetector().fit(train)):
+        scores, _ = streamed(det, holed)
+        batch = det.score(holed)
+        np.testing.assert_allclose(scores, batch, rtol=1e-9, atol=1e-9)
+        # Still alarms on the attack afterwards (a NaN in the filters' memory used to silence them).
+        assert (batch[300:340] > det.threshold_).mean() > 0.8
+
+
+def test_control_routes_a_missing_cause_as_scikit_learn_does() -> None:
+    train, test = attacked_tank()
+    x = test.values.copy()
+    x[100:110, 0] = np.nan  # the level the pump rule reads
+    holed = Frame(test.tags, x)
+    det = detector_class("control")().fit(train)
+    scores, _ = streamed(det, holed)
+    np.testing.assert_array_equal(scores, det.score(holed))
+
+
+@pytest.mark.parametrize("members", ["replay+balance", "dpca(persist=3)+frozen", "residual+control"])
+def test_members_without_a_row_scorer_stream_exactly_too(members: str) -> None:
+    train, test = attacked_tank()
+    det = EnsembleDetector(members=members).fit(train)
+    scores, _ = streamed(det, test)
+    np.testing.assert_allclose(scores, det.score(test), rtol=1e-9, atol=1e-9)
+
+
+def test_explain_before_any_score_and_empty_frames() -> None:
+    train, test = attacked_tank()
+    det = EnsembleDetector().fit(train)
+    row = dict(zip(test.tags, map(float, test.values[320]), strict=True))
+    ranked = RowByRow(det).explain_one(row)  # scores the row first
+    assert len(ranked) == len(test.tags)
+    empty = Frame(test.tags, test.values[:0])
+    for d in (det, detector_class("control")().fit(train)):
+        assert d.score(empty).shape == (0,)

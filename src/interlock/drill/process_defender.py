@@ -395,16 +395,22 @@ def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
     or driven to a limit of its range (a compressor at full speed, a valve wide open), a dead
     transmitter, or one spoofed reading: T0831 first, T0856 beside it.
     """
-    from interlock.detect.process.frozen import FrozenDetector
+    from interlock.detect.process.frozen import FrozenDetector, _run_lengths
 
     out: list[AlertSeen] = []
     for name, sub, cut, times, read in _sensor_frames(trends, warmup_s, points):
         det = FrozenDetector(decimals=6).fit(sub.rows(0, cut))
         watched = np.flatnonzero(det.limits_ > 0)
         # Runs counted over the whole frame: a freeze that began in the warm-up is not reset at the
-        # cut. A poll that did not read the sensor (a flood, a dropped link) breaks its run: the
-        # value carried forward is not a reading the device gave, so not a held one.
-        frozen = det._runs_over(np.where(read, sub.values, np.nan))[cut:] > 0  # rows x tags
+        # cut. Only polls that read the sensor count: the value carried over a missed read (a
+        # flood, a dropped block) is not a reading the device gave, so it neither holds the run
+        # nor breaks it (missed reads cannot hide a freeze either).
+        frozen = np.zeros(sub.values.shape, dtype=np.bool_)
+        for j in watched:
+            got = np.flatnonzero(read[:, j])
+            runs = _run_lengths(np.round(sub.values[got, j], det.decimals)[:, None])[:, 0]
+            frozen[got, j] = runs >= det.limits_[j]
+        frozen = frozen[cut:]  # rows x tags, after the warm-up
         values = sub.values[cut:]
         rows = np.asarray(frozen.any(axis=1), dtype=np.bool_)
         t_after = times[cut:]

@@ -49,6 +49,11 @@ class BalanceDetector(ProcessDetector):
         self.holdout = holdout
         self.min_sigma = min_sigma
 
+    @property
+    def row_memory(self) -> int:
+        """Rows before the current one its score reads: ``window`` changes, each from its previous row."""
+        return self.window
+
     def _design(self, z: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(Δz, [z_t, z_{t-1}]) with row 0 repeated before the start (its change is zero)."""
         prev = np.vstack([z[:1], z[:-1]])

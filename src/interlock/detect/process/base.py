@@ -65,11 +65,12 @@ class RowScorer:
     fed a stream from its first row, it gives exactly ``_score`` of that stream, row by row.
 
     ``smoothed``: the score already carries the detector's ``smooth`` (an ensemble, whose
-    members smooth their own). ``blame()``: the tags' weights at the last row, as ``_blame``
-    gives them, or None to let the caller compute them from the rows it kept.
+    members smooth their own). ``own_blame``: ``blame()`` gives the tags' weights at the last
+    row, as ``_blame`` would; otherwise the caller keeps the rows it needs and asks ``_blame``.
     """
 
     smoothed = False
+    own_blame = False
 
     def __call__(self, row: FloatArray) -> float:
         raise NotImplementedError

@@ -122,9 +122,6 @@ def process(
     except DataError as exc:
         _fail(str(exc))
         return
-    except ValueError as exc:  # a parameter the detector refuses when it fits (e.g. odds=2)
-        _fail(f"--detector {detector}: {exc}")
-        return
     if windows is not None and label is None:
         truthy = [t for t in test_frame.tags if t.lower() in LABEL_NAMES]
         if truthy:
@@ -144,10 +141,7 @@ def process(
     if test_frame.tags != train_frame.tags:
         missing = sorted(set(train_frame.tags) ^ set(test_frame.tags))
         _fail(f"{test}: tags differ from {train.name}: {', '.join(missing[:5]) or 'order differs'}")
-    try:
-        det.fit(train_frame)
-    except ValueError as exc:
-        _fail(f"--detector {detector}: {exc}")
+    _fit(det, train_frame, detector)
     scores = det.score(test_frame)
     alarm = (scores > det.threshold_).astype(np.int8)
     report = evaluate(test_frame.label, alarm)
@@ -273,6 +267,15 @@ def _write_predictions(path: Path, frame: Frame, scores: np.ndarray, alarm: np.n
         _fail(f"{path}: cannot write ({exc.strerror})")
 
 
+def _fit(det: ProcessDetector, train: Frame, name: str) -> None:
+    """Fit; what the detector refuses (a parameter such as ``--param odds=2``, too few training
+    rows for its model) is one line naming the detector, not a traceback."""
+    try:
+        det.fit(train)
+    except ValueError as exc:
+        _fail(f"--detector {name} cannot be fitted on the training data as set: {exc}")
+
+
 def _tep(det: ProcessDetector, train: Frame, folder: Path, as_json: bool) -> None:
     """Faults 1-21 and the normal test run, one fitted model, the same threshold for all.
 
@@ -281,7 +284,7 @@ def _tep(det: ProcessDetector, train: Frame, folder: Path, as_json: bool) -> Non
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: --benchmark tep needs the folder holding d00_te.dat ... d21_te.dat")
-    det.fit(train)
+    _fit(det, train, det.name)
     normal = read_frame(folder / "d00_te.dat")
     far = 100.0 * float(det.predict(normal).mean())
     rows: list[dict[str, Any]] = []

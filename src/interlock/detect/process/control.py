@@ -167,6 +167,8 @@ class ControlDetector(ProcessDetector):
     def _flags(self, rules: list[_Rule], envelopes: list[_Envelope], x: FloatArray) -> FloatArray:
         """Rows x (actuators + envelopes): 1 for a rule break, a rare state, a value out of range."""
         out = np.zeros((len(x), len(rules) + len(envelopes)))
+        if not len(x):
+            return out
         for i, rule in enumerate(rules):
             y = x[:, rule.tag]
             if rule.rare_value is not None:
@@ -247,6 +249,9 @@ class _Tree:
         t = tree.tree_
         self.left, self.right = t.children_left.tolist(), t.children_right.tolist()
         self.threshold = t.threshold.tolist()
+        # where a missing value goes at each split (scikit-learn >= 1.3 learns it; before: right)
+        missing = getattr(t, "missing_go_to_left", None)
+        self.missing_left = [False] * len(self.left) if missing is None else [bool(m) for m in missing]
         self.label = tree.classes_[np.argmax(t.value[:, 0, :], axis=1)].tolist()
         n = len(causes)
         # per split: (read the row before?, its column); leaves (feature -2) read nothing
@@ -260,14 +265,19 @@ class _Tree:
         node = 0
         while self.left[node] != -1:
             back, col = self.reads[node]
-            # scikit-learn compares the features as float32, the thresholds as float64
-            go_left = float(np.float32(before[col] if back else now[col])) <= self.threshold[node]
+            value = before[col] if back else now[col]
+            if value != value:  # NaN
+                go_left = self.missing_left[node]
+            else:  # scikit-learn compares the features as float32, the thresholds as float64
+                go_left = float(np.float32(value)) <= self.threshold[node]
             node = self.left[node] if go_left else self.right[node]
         return node
 
 
 class _ControlRows(RowScorer):
     """``ControlDetector._flags`` one row at a time (the previous row is its state)."""
+
+    own_blame = True
 
     def __init__(self, det: ControlDetector) -> None:
         self.det = det

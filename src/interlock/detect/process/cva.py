@@ -28,7 +28,7 @@ afresh, a held-out block as well as a test file, so the limits see the same star
 filtered ones, each against its own held-out limit (a combined Shewhart-EWMA scheme, as in Lucas
 and Saccucci 1990): the filter averages out fast, zero-mean changes such as an oscillation,
 which the raw statistics still see.
-``restart`` (R > 0, with ``keep_raw``): when an episode of raw alarms whose peak reached R times
+``restart`` (R > 0, with ``ewma``): when an episode of raw alarms whose peak reached R times
 the raw limit ends, each filtered vector is shrunk onto its own limit (if above it). A control
 chart is reset after it signals; here the raw chart has already reported the large deviation,
 and the filter's memory of it would keep alarming for rows after the process is back (about 10
@@ -44,7 +44,11 @@ Crowder and Hamilton (1992), who chart an EWMA of log sample variances, this is 
 log(1 + T²r/m) and log(1 + Q/m) (m: each statistic's mean on the training rows), centred on its
 training mean: a sustained rise in the residual variance adds up. The states' T²s is left out:
 the operating point moves within normal runs, and on TEP's normal test run its log variance
-drifted far enough to alarm on 12% of the rows.
+drifted far enough to alarm on 12% of the rows. Its memory of a large deviation is clipped as
+``restart`` clips the mean charts, after raw alarm episodes that peaked at ``var_restart``
+times the raw limit (default 10, on: the log of a 200-fold statistic would otherwise stay over
+the limit for tens of rows after the deviation ended); the mean charts keep theirs by default.
+A missing reading (NaN) counts as the tag's training mean, so it cannot blind the filters.
 """
 
 from __future__ import annotations
@@ -113,6 +117,12 @@ def _ewma(
     return out
 
 
+def _finite(z: FloatArray) -> FloatArray:
+    """A missing or infinite reading counts as the tag's training mean (0 once standardized):
+    left as it is, one NaN would stay in the filters' memory and blind them for good."""
+    return np.asarray(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0), dtype=np.float64)
+
+
 class CVADetector(HeldOutLimits[_Model]):
     name = "cva"
 
@@ -173,6 +183,9 @@ class CVADetector(HeldOutLimits[_Model]):
         return (self.ewma > 0 and self.restart > 0) or (self.var_ewma > 0 and self.var_restart > 0)
 
     def _fit(self, x: FloatArray) -> None:
+        need = 2 * self.lags + 3  # a past and a future window, and two rows for the state model
+        if len(x) < need:
+            raise ValueError(f"cva with lags={self.lags} needs at least {need} training rows, not {len(x)}")
         self.raw_limits_: FloatArray | None = None
         if self._clipping():
             first = out_of_sample(x, self.folds, self._min_fold_rows(), self._model,
@@ -204,7 +217,7 @@ class CVADetector(HeldOutLimits[_Model]):
     def _raw(self, m: _Model, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         """The raw statistics (T²s, T²r, Q), the whitened past in canonical coordinates (states
         first) and the one-step prediction error."""
-        z = m.scaler(x)
+        z = _finite(m.scaler(x))
         w = lagged(z, self.lags) @ m.whiten
         proj = w @ m.v
         prev = np.vstack([proj[:1, : m.k], proj[:-1, : m.k]])
@@ -295,6 +308,8 @@ class _CVARows(RowScorer):
     """``CVADetector._score`` one row at a time: the lag rows, the previous states, the filters'
     memory and the raw alarm episode (for clipping) are its state."""
 
+    own_blame = True
+
     def __init__(self, det: CVADetector) -> None:
         self.det, self.m = det, det.model_
         m, k = det.model_, det.model_.k
@@ -341,7 +356,7 @@ class _CVARows(RowScorer):
 
     def __call__(self, row: FloatArray) -> float:
         det, m, k = self.det, self.m, self.m.k
-        z = (row - m.scaler.mean) / m.scaler.scale
+        z = _finite((row - m.scaler.mean) / m.scaler.scale)
         if not self.past:
             self.past.extend([z] * (det.lags + 1))  # as ``lagged``: the first row stands for its past
         else:

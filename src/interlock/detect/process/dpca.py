@@ -126,6 +126,11 @@ class DynamicPCADetector(HeldOutLimits[tuple[Standardizer, FloatArray, FloatArra
         self.folds = folds
         self.persist = persist
 
+    @property
+    def row_memory(self) -> int:
+        """Rows before the current one its score reads: the lags, and ``persist`` - 1 scores back."""
+        return self.lags + self.persist - 1
+
     # A fitted model: scaler, mean, loadings (features x k), variances of the k scores.
     def _model(self, x: FloatArray) -> tuple[Standardizer, FloatArray, FloatArray, FloatArray]:
         scaler = Standardizer(x)

@@ -124,6 +124,8 @@ class _EnsembleRows(RowScorer):
     """The ensemble one row at a time: each member streamed by ``RowByRow`` (exactly, where the
     member has a row scorer or a short memory), its score over its threshold as in ``_ratios``."""
 
+    own_blame = True
+
     smoothed = True  # each member smooths its own score
 
     def __init__(self, ensemble: EnsembleDetector) -> None:

@@ -83,6 +83,8 @@ class FrozenDetector(ProcessDetector):
 class _FrozenRows(RowScorer):
     """Each tag's current run, one row at a time: ``_score`` of the stream so far."""
 
+    own_blame = True
+
     def __init__(self, limits: npt.NDArray[np.int64], decimals: int) -> None:
         self.limits, self.decimals = limits, decimals
         self.watched = limits > 0

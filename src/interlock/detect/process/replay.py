@@ -167,6 +167,8 @@ class _ReplayRows(RowScorer):
     """``_flags`` one row at a time: copies of the training tables grow with the stream, as the
     batch scoring of the whole stream would grow them."""
 
+    own_blame = True
+
     def __init__(self, det: ReplayDetector) -> None:
         self.decimals, self.offset = det.decimals, det.rows_seen_
         width = max(det.tables_, default=1)

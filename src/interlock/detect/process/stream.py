@@ -144,7 +144,8 @@ class RowByRow:
         smoothed = bool(getattr(self._scorer, "smoothed", False))
         self._raw: deque[float] = deque(maxlen=1 if smoothed else max(1, detector.smooth))
         # A scorer that blames its own last row needs no buffer of rows.
-        self._keep = self._scorer is None or not callable(getattr(self._scorer, "blame", None))
+        self._own_blame = bool(getattr(self._scorer, "own_blame", False))
+        self._scored = 0
 
     def _vector(self, row: Mapping[str, float]) -> FloatArray:
         return np.array([float(row[t]) for t in self.tags_])
@@ -157,8 +158,9 @@ class RowByRow:
 
     def score_row(self, v: FloatArray) -> float:
         """``score_one`` of a row already in tag order."""
-        if self._keep:
-            self._rows.append(v)  # explain_one reads the window
+        self._scored += 1
+        if not self._own_blame:
+            self._rows.append(v)  # weights() reads the window
         if self._scorer is not None:
             raw = _finite(self._scorer(v))
         else:
@@ -171,15 +173,16 @@ class RowByRow:
 
     def weights(self) -> FloatArray:
         """The tags' blame at the last row scored."""
-        blame = getattr(self._scorer, "blame", None)
-        w = blame() if callable(blame) else None
-        if w is not None:
-            return np.asarray(w, dtype=np.float64)
+        if self._own_blame:
+            return np.asarray(self._scorer.blame(), dtype=np.float64)  # type: ignore[union-attr]
         x = np.vstack(self._rows)  # the ring buffer holds the last row (score_row came first)
         return np.asarray(self.detector._blame(x, np.array([len(x) - 1]))[0], dtype=np.float64)
 
     def explain_one(self, row: Mapping[str, float]) -> list[tuple[str, float]]:
-        """The blame at the row just scored (``score_one(row)`` comes first, as in OnlineMonitor)."""
+        """The blame at the row just scored (``score_one(row)`` comes first, as in OnlineMonitor;
+        a stream not started yet scores ``row`` first)."""
+        if not self._scored:
+            self.score_one(row)
         return sorted(zip(self.tags_, map(float, self.weights()), strict=True), key=lambda kv: -kv[1])
 
 
