@@ -182,3 +182,18 @@ def test_windows_without_naming_the_label_column_are_refused() -> None:
     assert (
         result.exit_code == 2 and "'ATT_FLAG' looks like ground truth: name it with --label" in result.output
     )
+
+
+def test_a_two_valued_tag_with_fractional_values_is_learned_as_two_states() -> None:
+    """A setpoint moved once (12.5 -> 13.0) has two values like a pump status; scikit-learn calls
+    such labels "continuous" unless they are given as classes, which crashed the fit."""
+    train = pumped_tank(3000, 0)
+    x = train.values.copy()
+    x[:, 2] = np.where(x[:, 2] > 0, 13.0, 12.5)  # the pump status, as two fractional values
+    frame = Frame(train.tags, x)
+    det = ControlDetector().fit(frame)
+    forced = pumped_tank(600, 1, forced=(300, 340))
+    y = forced.values.copy()
+    y[:, 2] = np.where(y[:, 2] > 0, 13.0, 12.5)
+    alarms = det.predict(Frame(forced.tags, y))
+    assert alarms[300:340].mean() > 0.5 and alarms[:300].mean() < 0.02

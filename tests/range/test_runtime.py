@@ -217,11 +217,18 @@ def test_watch_shows_the_running_plant(tmp_path: Path) -> None:
     try:
         assert ready.wait(20)
         res = CliRunner().invoke(main, ["range", "watch", "gas-pipeline", "--once"])
+        # Learn 3 s of polls (30), then judge the rest with the process detector, live.
+        judged = CliRunner().invoke(
+            main, ["range", "watch", "gas-pipeline", "--learn", "3", "--interval", "0.1", "--duration", "6"]
+        )
     finally:
         done.set()
         thread.join(20)
     assert res.exit_code == 0, res.output
     assert "discharge_bar" in res.output and "sis_tripped" in res.output
+    assert "process:" not in res.output  # --once: no learning
+    assert judged.exit_code == 0, judged.output
+    assert "process: normal" in judged.output or "process: " in judged.output and "abnormal" in judged.output
     time.sleep(0.1)
     gone = CliRunner().invoke(main, ["range", "watch", "gas-pipeline", "--once"])
     assert gone.exit_code == 2 and "no range of gas-pipeline is running" in gone.output

@@ -223,11 +223,20 @@ def _summary(rng: Any, wall: float, historian: Path | None) -> None:
 )
 @click.option("--once", is_flag=True, help="Print one screen and exit.")
 @click.option("--duration", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds.")
-def watch(plant: str, device: str, interval: float, once: bool, duration: float | None) -> None:
+@click.option(
+    "--learn",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds of normal polls to learn, then judge every later poll with the process "
+    "detector (0: no process detection).",
+)
+def watch(plant: str, device: str, interval: float, once: bool, duration: float | None, learn: float) -> None:
     """The operator view of a running PLANT: tags, alarms and trend sparklines (read only)."""
     from rich.live import Live
 
     from interlock.range.hmi import ModbusMaster
+    from interlock.range.live_detect import LiveDetection
     from interlock.range.points import load_point_list
 
     state = state_file(plant)
@@ -242,9 +251,15 @@ def watch(plant: str, device: str, interval: float, once: bool, duration: float 
         _fail(f"{device} speaks {dev.protocol}; watch reads the Modbus PLCs (e.g. --device plc-1)")
     host, port = info["devices"][device][0], int(info["devices"][device][1])
     history: dict[str, deque[float]] = {p.tag: deque(maxlen=60) for p in dev.points}
+    judge = LiveDetection(round(learn / interval)) if learn > 0 and not once else None
 
     def screen(values: dict[str, float]) -> Table:
-        table = Table(title=f"{plant} {device} at {host}:{port}  {time.strftime('%H:%M:%S')}")
+        caption = None
+        if judge is not None:
+            judge.update(values)
+            caption = judge.line()
+        title = f"{plant} {device} at {host}:{port}  {time.strftime('%H:%M:%S')}"
+        table = Table(title=title, caption=caption)
         for col in ("tag", "value", "unit", "trend"):
             table.add_column(col, justify="right" if col == "value" else "left")
         for p in dev.points:

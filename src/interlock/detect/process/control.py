@@ -124,9 +124,11 @@ class ControlDetector(ProcessDetector):
                 # A depth-3 rule needs no more than a few thousand switches to place its
                 # thresholds; evenly spaced rows keep fitting time flat on long histories.
                 rows = np.arange(0, len(x), max(1, -(-len(x) // self.max_rows)))
+                # Classes as 0/1 (the index of the state): a tag with two non-integer values
+                # (a setpoint moved once) would be "continuous" to scikit-learn.
                 tree = DecisionTreeClassifier(
                     max_depth=self.depth, min_samples_leaf=self.min_leaf, random_state=0
-                ).fit(self._features(x, j, causes, rows), y[rows])
+                ).fit(self._features(x, j, causes, rows), (y[rows] == values[1]).astype(np.int64))
                 dist = tree.tree_.value[:, 0, :]
                 sure = dist.max(axis=1) / np.maximum(dist.sum(axis=1), 1e-12) >= self.purity
             rules.append(_Rule(j, tree, causes, sure, rare_value, tuple(map(float, values))))
@@ -177,7 +179,8 @@ class ControlDetector(ProcessDetector):
             if rule.tree is not None:
                 feats = self._features(x, rule.tag, rule.causes)
                 leaf = rule.tree.apply(feats)
-                out[:, i] += (rule.tree.predict(feats) != y) & rule.sure[leaf]
+                states = np.asarray(rule.known)[rule.tree.predict(feats)]
+                out[:, i] += (states != y) & rule.sure[leaf]
         keys = self._state_keys(x)
         for k, env in enumerate(envelopes, len(rules)):
             lo = np.array([env.bounds.get(key, (-np.inf, np.inf))[0] for key in keys])
@@ -245,14 +248,16 @@ class _Tree:
     Each split reads its feature straight from the row or the row before (``_features`` order:
     previous state, causes now, causes one row back)."""
 
-    def __init__(self, tree: DecisionTreeClassifier, tag: int, causes: list[int]) -> None:
+    def __init__(
+        self, tree: DecisionTreeClassifier, tag: int, causes: list[int], states: tuple[float, ...]
+    ) -> None:
         t = tree.tree_
         self.left, self.right = t.children_left.tolist(), t.children_right.tolist()
         self.threshold = t.threshold.tolist()
         # where a missing value goes at each split (scikit-learn >= 1.3 learns it; before: right)
         missing = getattr(t, "missing_go_to_left", None)
         self.missing_left = [False] * len(self.left) if missing is None else [bool(m) for m in missing]
-        self.label = tree.classes_[np.argmax(t.value[:, 0, :], axis=1)].tolist()
+        self.label = np.asarray(states)[tree.classes_[np.argmax(t.value[:, 0, :], axis=1)]].tolist()
         n = len(causes)
         # per split: (read the row before?, its column); leaves (feature -2) read nothing
         self.reads = [
@@ -282,8 +287,8 @@ class _ControlRows(RowScorer):
     def __init__(self, det: ControlDetector) -> None:
         self.det = det
         self.rules = [
-            (r.tag, r.rare_value, set(r.known), None if r.tree is None else _Tree(r.tree, r.tag, r.causes),
-             r.sure.tolist())
+            (r.tag, r.rare_value, set(r.known),
+             None if r.tree is None else _Tree(r.tree, r.tag, r.causes, r.known), r.sure.tolist())
             for r in det.rules_
         ]  # fmt: skip
         self.prev: list[float] | None = None
