@@ -12,7 +12,7 @@ def polls(frame: Frame) -> list[dict[str, float]]:
 
 
 def test_learns_then_finds_a_forced_pump_and_names_it() -> None:
-    live = LiveDetection(learn_rows=1500)
+    live = LiveDetection(learn_rows=1500, members="replay+cva(ewma=0.2,keep_raw=1)+control+frozen")
     for values in polls(pumped_tank(1500, 0)):
         assert live.update(values) is None
     assert live.monitor is not None and "learning" not in live.line()
@@ -34,8 +34,21 @@ def test_an_incomplete_poll_is_skipped_and_too_few_rows_say_so() -> None:
         live.update(values)
     partial = {k: v for k, v in rows[1000].items() if k != "L_TANK"}  # the level was not read
     assert live.update(partial) is None and live.scored == 0
-    small = LiveDetection(learn_rows=3)
+    small = LiveDetection(learn_rows=3, members="cva")
     for values in rows[:5]:
         small.update(values)
     assert small.monitor is None and small.line().startswith("process: cannot learn")
     assert LiveDetection(learn_rows=50).line() == "process: learning the normal polls, 0 of 50"
+
+
+def test_the_default_members_hold_a_held_reading_and_ignore_a_noisy_plant() -> None:
+    """replay+frozen: one sensor held at one value is found, the normal run raises nothing."""
+    live = LiveDetection(learn_rows=1000)
+    for values in polls(pumped_tank(1000, 0)):
+        live.update(values)
+    rows = polls(pumped_tank(400, 1))
+    for values in rows[:200]:
+        assert live.update(values) is None
+    held = rows[200]["F_DEMAND"]
+    found = [a for values in rows[200:] if (a := live.update({**values, "F_DEMAND": held})) is not None]
+    assert found and found[0].tags == ("F_DEMAND",) and found[0].row < 215

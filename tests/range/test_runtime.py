@@ -228,7 +228,7 @@ def test_watch_shows_the_running_plant(tmp_path: Path) -> None:
     assert "discharge_bar" in res.output and "sis_tripped" in res.output
     assert "process:" not in res.output  # --once: no learning
     assert judged.exit_code == 0, judged.output
-    assert "process: normal" in judged.output or "process: " in judged.output and "abnormal" in judged.output
+    assert "process: normal" in judged.output, judged.output[-400:]  # replay+frozen: a benign run
     time.sleep(0.1)
     gone = CliRunner().invoke(main, ["range", "watch", "gas-pipeline", "--once"])
     assert gone.exit_code == 2 and "no range of gas-pipeline is running" in gone.output

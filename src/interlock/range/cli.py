@@ -229,9 +229,18 @@ def _summary(rng: Any, wall: float, historian: Path | None) -> None:
     default=0.0,
     show_default=True,
     help="Seconds of normal polls to learn, then judge every later poll with the process "
-    "detector (0: no process detection).",
+    "detectors (0: no process detection).",
 )
-def watch(plant: str, device: str, interval: float, once: bool, duration: float | None, learn: float) -> None:
+@click.option(
+    "--members",
+    default="replay+frozen",
+    show_default=True,
+    help="The process detectors of --learn, as for `interlock eval process --param members=...` "
+    "(cva and control need far more normal polls than minutes).",
+)
+def watch(
+    plant: str, device: str, interval: float, once: bool, duration: float | None, learn: float, members: str
+) -> None:
     """The operator view of a running PLANT: tags, alarms and trend sparklines (read only)."""
     from rich.live import Live
 
@@ -251,7 +260,7 @@ def watch(plant: str, device: str, interval: float, once: bool, duration: float 
         _fail(f"{device} speaks {dev.protocol}; watch reads the Modbus PLCs (e.g. --device plc-1)")
     host, port = info["devices"][device][0], int(info["devices"][device][1])
     history: dict[str, deque[float]] = {p.tag: deque(maxlen=60) for p in dev.points}
-    judge = LiveDetection(round(learn / interval)) if learn > 0 and not once else None
+    judge = LiveDetection(round(learn / interval), members) if learn > 0 and not once else None
 
     def screen(values: dict[str, float]) -> Table:
         caption = None
