@@ -52,3 +52,16 @@ def test_the_default_members_hold_a_held_reading_and_ignore_a_noisy_plant() -> N
     held = rows[200]["F_DEMAND"]
     found = [a for values in rows[200:] if (a := live.update({**values, "F_DEMAND": held})) is not None]
     assert found and found[0].tags == ("F_DEMAND",) and found[0].row < 215
+
+
+def test_a_failed_first_poll_does_not_fix_the_tags() -> None:
+    live = LiveDetection(learn_rows=1000)
+    assert live.update({}) is None and live.tags is None  # the device did not answer
+    rows = polls(pumped_tank(1000, 0))
+    for values in rows:
+        live.update(values)
+    assert live.tags == tuple(sorted(rows[0])) and live.monitor is not None
+    named = LiveDetection(learn_rows=10, tags=("L_TANK", "F_DEMAND"))
+    for values in rows[:10]:
+        named.update(values)  # extra tags in a poll are ignored
+    assert named.monitor is not None and named.monitor.detector.tags_ == ("L_TANK", "F_DEMAND")

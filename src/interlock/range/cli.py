@@ -260,7 +260,8 @@ def watch(
         _fail(f"{device} speaks {dev.protocol}; watch reads the Modbus PLCs (e.g. --device plc-1)")
     host, port = info["devices"][device][0], int(info["devices"][device][1])
     history: dict[str, deque[float]] = {p.tag: deque(maxlen=60) for p in dev.points}
-    judge = LiveDetection(round(learn / interval), members) if learn > 0 and not once else None
+    tags = tuple(p.tag for p in dev.points)
+    judge = LiveDetection(round(learn / interval), members, tags) if learn > 0 and not once else None
 
     def screen(values: dict[str, float]) -> Table:
         caption = None

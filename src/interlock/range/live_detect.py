@@ -29,10 +29,12 @@ from interlock.detect.process.stream import OnlineMonitor, RowByRow
 class LiveDetection:
     """Learn ``learn_rows`` complete polls, then alert on each later one above the threshold."""
 
-    def __init__(self, learn_rows: int, members: str = "replay+frozen") -> None:
+    def __init__(
+        self, learn_rows: int, members: str = "replay+frozen", tags: tuple[str, ...] | None = None
+    ) -> None:
         self.learn_rows = max(2, learn_rows)
         self.members = members
-        self.tags: tuple[str, ...] | None = None
+        self.tags = tags  # None: the tags of the first poll that read anything
         self.rows: list[list[float]] = []
         self.monitor: OnlineMonitor | None = None
         self.scored = 0
@@ -44,7 +46,7 @@ class LiveDetection:
         """Take one poll; an ``Alert`` when a learned model finds it abnormal."""
         if self.error is not None:
             return None
-        if self.tags is None:
+        if self.tags is None and values:
             self.tags = tuple(sorted(values))
         if not self.tags or any(t not in values for t in self.tags):
             return None
