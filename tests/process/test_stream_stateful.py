@@ -139,3 +139,22 @@ def test_explain_before_any_score_and_empty_frames() -> None:
     empty = Frame(test.tags, test.values[:0])
     for d in (det, detector_class("control")().fit(train)):
         assert d.score(empty).shape == (0,)
+
+
+def test_a_replay_horizon_bounds_the_stream_and_agrees_with_batch() -> None:
+    train, held = pumped_tank(3000, 0), pumped_tank(900, 1)
+    x = held.values.copy()
+    x[500:560, 0] = x[100:160, 0]  # 400 rows after the original: beyond a 300-row horizon
+    x[800:830, 0] = x[700:730, 0]  # 100 rows after: within it
+    test = Frame(held.tags, x)
+    det = detector_class("replay")(horizon=300).fit(train)
+    scores, live = streamed(det, test)
+    batch = det.score(test)
+    np.testing.assert_array_equal(scores, batch)
+    assert not (batch[500:560] > 0).any() and (batch[800:830] > 0).any()
+    unbounded = detector_class("replay")().fit(train).score(test)
+    assert (unbounded[500:560] > 0).any()  # without a horizon the old copy is found too
+    scorer: Any = live._scorer
+    kept = sum(len(t) for _, _, t, _, _ in scorer.watch)
+    trained = sum(len(t) for tables in det.tables_.values() for t in tables.values())
+    assert kept - trained <= 301 * len(scorer.watch)  # the stream's keys: at most a horizon's worth

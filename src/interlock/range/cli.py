@@ -233,7 +233,7 @@ def _summary(rng: Any, wall: float, historian: Path | None) -> None:
 )
 @click.option(
     "--members",
-    default="replay+frozen",
+    default="replay(horizon=3600)+frozen",
     show_default=True,
     help="The process detectors of --learn, as for `interlock eval process --param members=...` "
     "(cva and control need far more normal polls than minutes).",

@@ -6,7 +6,8 @@ row at a time (``RowByRow``: exactly the batch scores), and says in one line whe
 looks normal and, if not, which tags are to blame. A poll that did not read every tag is
 skipped: a missed read is not a reading.
 
-The members default to ``replay+frozen``: a sensor stream repeating a window value for value,
+The members default to ``replay+frozen``: a sensor stream repeating a window value for value
+(within the last hour of polls at one a second: ``horizon=3600`` keeps its tables bounded),
 a reading held far past its normal runs. Both judge against odds set from the normal polls and
 hold on minutes of them. The correlation models do not: learned on the first 10 minutes of
 the gas pipeline's HMI view (1 s polls), ``cva`` alarmed on 88% and ``control`` on 99.8% of the
@@ -30,7 +31,10 @@ class LiveDetection:
     """Learn ``learn_rows`` complete polls, then alert on each later one above the threshold."""
 
     def __init__(
-        self, learn_rows: int, members: str = "replay+frozen", tags: tuple[str, ...] | None = None
+        self,
+        learn_rows: int,
+        members: str = "replay(horizon=3600)+frozen",
+        tags: tuple[str, ...] | None = None,
     ) -> None:
         self.learn_rows = max(2, learn_rows)
         self.members = members

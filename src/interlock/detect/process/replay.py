@@ -21,11 +21,18 @@ of squared value frequencies) times that of its one-row steps for each further r
 steps were independent. A held value makes the zero step frequent, so a sample-and-hold tag
 needs a long window, or is left out when that is over ``max_window`` + ``margin``.
 
+``horizon`` (rows, 0 = none): a window first seen in the scored stream more than ``horizon``
+rows ago counts as new (windows of the training data always count). Streamed, the tables keep
+one key per watched tag a row, about 5 kB a row on BATADAL; a horizon bounds them, for a live
+monitor that runs for weeks (a day of one-second polls: ``horizon=86400``).
+
 Written by hand: neither scikit-learn, river nor PyOD has an exact-repeat detector, and a hash of
 each window costs O(rows x tags) where nearest-neighbour search over all windows would not.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +51,7 @@ class ReplayDetector(ProcessDetector):
         max_window: int = 12,
         margin: int = 2,
         chance: float = 1e-12,
+        horizon: int = 0,
         quantile: float = 1.0,
         smooth: int = 1,
     ) -> None:
@@ -54,14 +62,16 @@ class ReplayDetector(ProcessDetector):
         self.max_window = max_window
         self.margin = margin
         self.chance = chance
+        self.horizon = horizon
 
     def _repeats(
-        self, x: FloatArray, tables: dict[int, dict[bytes, int]], w: int, offset: int
+        self, x: FloatArray, tables: dict[int, dict[bytes, int]], w: int, offset: int, horizon: int = 0
     ) -> npt.NDArray[np.bool_]:
         """Rows x tags: True where the ``w``-row window ending at the row repeats an earlier one.
 
         ``tables`` maps a column to its window hashes (first position seen); only its columns are
-        looked at, and it is updated in place.
+        looked at, and it is updated in place. ``horizon`` > 0: a window first seen in the scored
+        rows (after ``offset``) more than ``horizon`` rows ago counts as new again.
         """
         rounded = np.round(x, self.decimals)
         n = rounded.shape[0]
@@ -75,6 +85,8 @@ class ReplayDetector(ProcessDetector):
                 key = win.tobytes()
                 here = offset + end
                 first = table.setdefault(key, here)
+                if horizon and first > offset and here - first > horizon:
+                    table[key] = first = here  # forgotten: seen too long ago in the stream
                 if here - first >= w:
                     out[end - 1, j] = True
         return out
@@ -153,7 +165,7 @@ class ReplayDetector(ProcessDetector):
         flags = np.zeros(x.shape, dtype=np.bool_)
         for w, tables in self.tables_.items():
             copies = {j: dict(t) for j, t in tables.items()}
-            flags |= self._repeats(x, copies, w, self.rows_seen_)
+            flags |= self._repeats(x, copies, w, self.rows_seen_, self.horizon)
         return flags
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
@@ -186,6 +198,8 @@ class _ReplayRows(RowScorer):
         self.runs = np.zeros(len(det.tags_), dtype=np.int64)  # rows each tag has held its value
         self.rows = 0
         self.flags = np.zeros(len(det.tags_), dtype=np.bool_)
+        self.horizon = det.horizon
+        self.added: deque[tuple[int, dict[bytes, int], bytes]] = deque()  # (row, table, key) in order
 
     def __call__(self, row: FloatArray) -> float:
         now = np.round(row, self.decimals)
@@ -197,13 +211,36 @@ class _ReplayRows(RowScorer):
         block = self.recent[self.cols].tobytes()  # one copy of every watched tag's last rows
         # Only windows inside the stream, as in the batch form; a flat one proves nothing.
         skip = ((self.runs[self.cols] >= self.windows) | (self.windows > rows)).tolist()
-        hits = [
-            i for i, w, table, lo, hi in self.watch
-            if not skip[i] and here - table.setdefault(block[lo:hi], here) >= w
-        ]  # fmt: skip
+        if self.horizon:
+            hits = self._bounded(here, block, skip)
+        else:
+            hits = [
+                i for i, w, table, lo, hi in self.watch
+                if not skip[i] and here - table.setdefault(block[lo:hi], here) >= w
+            ]  # fmt: skip
         self.flags = np.zeros_like(self.flags)
         self.flags[self.cols[hits]] = True
         return float(len(hits))
+
+    def _bounded(self, here: int, block: bytes, skip: list[bool]) -> list[int]:
+        """The hits with a ``horizon``: windows the stream added more than ``horizon`` rows ago are
+        dropped from the tables (the memory stays bounded) and count as new if they come again."""
+        while self.added and here - self.added[0][0] > self.horizon:
+            at, table, key = self.added.popleft()
+            if table.get(key) == at:
+                del table[key]
+        hits = []
+        for i, w, table, lo, hi in self.watch:
+            if skip[i]:
+                continue
+            key = block[lo:hi]
+            first = table.get(key)
+            if first is None:
+                table[key] = here
+                self.added.append((here, table, key))
+            elif here - first >= w:
+                hits.append(i)
+        return hits
 
     def blame(self) -> FloatArray:
         return self.flags.astype(np.float64)
