@@ -65,6 +65,7 @@ from interlock.detect.process.tampering import (
     ControllerTamperingDetector,
     Finding,
     OperatorCommand,
+    forward_filled,
     historian_frame,
 )
 from interlock.drill.model import AlertSeen
@@ -144,11 +145,11 @@ def process_alerts(
         if not kinds:
             continue
         try:
-            frame = historian_frame(trends, device.name, "hmi")
+            polled = historian_frame(trends, device.name, "hmi", fill=False)
         except ValueError:
             continue  # the HMI never read this device
-        read = ~np.isnan(historian_frame(trends, device.name, "hmi", fill=False).values)
-        alerts += _tampering(frame, plant, device.name, kinds, warmup_s, operator_log, read)
+        read = ~np.isnan(polled.values)
+        alerts += _tampering(forward_filled(polled), plant, device.name, kinds, warmup_s, operator_log, read)
     if watermark:
         alerts += _watermark(trends, plant, warmup_s, seed)
     alerts += _replay(trends, plant, warmup_s, points)
@@ -347,9 +348,10 @@ def _sensor_frames(
             continue
         sensors = [p.tag for p in device.points if p.kind == "sensor"]
         try:
-            frame = historian_frame(trends, device.name, "hmi")
+            polled = historian_frame(trends, device.name, "hmi", fill=False)
         except ValueError:
             continue
+        frame = forward_filled(polled)
         cols = [frame.tags.index(s) for s in sensors if s in frame.tags]
         if not cols:
             continue
@@ -358,7 +360,7 @@ def _sensor_frames(
         if cut < 3 * REPLAY_WINDOW or cut >= len(times):
             continue
         sub = Frame(tuple(frame.tags[c] for c in cols), frame.values[:, cols], frame.timestamps)
-        read = ~np.isnan(historian_frame(trends, device.name, "hmi", fill=False).values[:, cols])
+        read = ~np.isnan(polled.values[:, cols])
         yield device.name, sub, cut, times, read
 
 

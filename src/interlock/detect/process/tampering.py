@@ -130,7 +130,15 @@ def historian_frame(table: Any, device: str = "plc-1", source: str = "hmi", fill
     tags, g_idx = np.unique(cols["tag"][keep].astype(str), return_inverse=True)
     x = np.full((len(times), len(tags)), np.nan)
     x[t_idx, g_idx] = cols["value"][keep].astype(np.float64)
-    for j in range(x.shape[1] if fill else 0):  # forward fill, then back fill the start
+    frame = Frame(tuple(str(t) for t in tags), x, tuple(f"{t:g}" for t in times))
+    return forward_filled(frame) if fill else frame
+
+
+def forward_filled(frame: Frame) -> Frame:
+    """Each NaN replaced by the tag's last value (the first ones by its first value; a tag
+    never read by 0): the HMI's view between polls."""
+    x = frame.values.copy()
+    for j in range(x.shape[1]):
         col = x[:, j]
         valid = ~np.isnan(col)
         if not valid.any():
@@ -140,7 +148,7 @@ def historian_frame(table: Any, device: str = "plc-1", source: str = "hmi", fill
         np.maximum.accumulate(idx, out=idx)
         col[:] = col[idx]
         col[: int(np.argmax(valid))] = col[int(np.argmax(valid))]
-    return Frame(tuple(str(t) for t in tags), x, tuple(f"{t:g}" for t in times))
+    return Frame(frame.tags, x, frame.timestamps)
 
 
 def _times(frame: Frame) -> FloatArray:
