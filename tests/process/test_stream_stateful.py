@@ -78,7 +78,7 @@ def test_the_streamed_ensemble_blames_as_the_batch_alerts() -> None:
     assert {"L_TANK", "F_DEMAND", "S_PUMP"} <= {a.tags[0] for a in alerts}
 
 
-def test_a_plant_without_memory_needs_no_state() -> None:
+def test_two_streams_of_one_detector_share_no_state() -> None:
     """A detector fed a fresh stream starts afresh: a second RowByRow repeats the first."""
     train, test = plant(800, 0), plant(200, 1)
     det = detector_class("cva")(ewma=0.2, keep_raw=True).fit(train)

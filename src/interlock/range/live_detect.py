@@ -63,6 +63,7 @@ class LiveDetection:
                     self.error = str(exc)
                     return None
                 self.monitor = OnlineMonitor(RowByRow(det))
+                self.rows = []  # learned: the model holds what it needs
             return None
         alert = self.monitor.update({t: float(values[t]) for t in self.tags}, at=self.scored)
         self.scored += 1

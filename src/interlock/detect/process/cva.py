@@ -315,7 +315,6 @@ class _CVARows(RowScorer):
         m, k = det.model_, det.model_.k
         self.past: deque[FloatArray] = deque(maxlen=det.lags + 1)  # standardized rows, newest first
         self.prev: FloatArray | None = None  # the states at the previous row
-        self.limits: FloatArray | None = getattr(det, "raw_limits_", None)
         self.in_alarm, self.peak = False, 0.0
         self.combined: deque[float] = deque(maxlen=max(1, det.persist))
         self.project = m.whiten @ m.v  # lag rows to canonical coordinates in one product
@@ -337,7 +336,8 @@ class _CVARows(RowScorer):
         self.var_z, self.var_t = [0.0, 0.0], 0
         self.resid_mean, self.log_mean = m.resid_mean.tolist(), m.log_mean.tolist()
         self.stat_limits = det.limits_.tolist()
-        self.raw_limits = None if self.limits is None else self.limits.tolist()
+        raw_limits: FloatArray | None = getattr(det, "raw_limits_", None)
+        self.raw_limits = None if raw_limits is None else raw_limits.tolist()
 
     def _clips(self, raw: list[float]) -> tuple[bool, bool]:
         """Whether this row ends a raw alarm episode whose peak reached ``restart`` (mean charts)

@@ -39,7 +39,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 import numpy.typing as npt
 
-from interlock.detect.process.base import Alert, FloatArray, ProcessDetector
+from interlock.detect.process.base import Alert, FloatArray, ProcessDetector, RowScorer
 
 
 class StreamingDetector(Protocol):
@@ -144,7 +144,8 @@ class RowByRow:
         smoothed = bool(getattr(self._scorer, "smoothed", False))
         self._raw: deque[float] = deque(maxlen=1 if smoothed else max(1, detector.smooth))
         # A scorer that blames its own last row needs no buffer of rows.
-        self._own_blame = bool(getattr(self._scorer, "own_blame", False))
+        scorer = self._scorer
+        self._blamer = scorer if isinstance(scorer, RowScorer) and scorer.own_blame else None
         self._scored = 0
 
     def _vector(self, row: Mapping[str, float]) -> FloatArray:
@@ -159,7 +160,7 @@ class RowByRow:
     def score_row(self, v: FloatArray) -> float:
         """``score_one`` of a row already in tag order."""
         self._scored += 1
-        if not self._own_blame:
+        if self._blamer is None:
             self._rows.append(v)  # weights() reads the window
         if self._scorer is not None:
             raw = _finite(self._scorer(v))
@@ -173,8 +174,8 @@ class RowByRow:
 
     def weights(self) -> FloatArray:
         """The tags' blame at the last row scored."""
-        if self._own_blame:
-            return np.asarray(self._scorer.blame(), dtype=np.float64)  # type: ignore[union-attr]
+        if self._blamer is not None:
+            return np.asarray(self._blamer.blame(), dtype=np.float64)
         x = np.vstack(self._rows)  # the ring buffer holds the last row (score_row came first)
         return np.asarray(self.detector._blame(x, np.array([len(x) - 1]))[0], dtype=np.float64)
 
