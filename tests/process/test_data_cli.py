@@ -170,3 +170,55 @@ def test_param_values_are_checked_against_the_parameters_type() -> None:
                                    (False, "2", "not true/false")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             typed_param(default, text)
+
+
+def test_swat_text_labels_and_wadi_minus_one_labels(tmp_path: Path) -> None:
+    # SWaT writes "Normal"/"Attack" (and once "A ttack"); WADI's column says -1 is the attack.
+    swat = tmp_path / "swat.csv"
+    swat.write_text(
+        " Timestamp,FIT101,Normal/Attack\n a,1.0,Normal\n b,2.0,Attack\n c,3.0,A ttack\n d,4.0,Normal\n"
+    )
+    f = read_frame(swat, label="Normal/Attack")
+    assert f.tags == ("FIT101",) and f.label is not None and f.label.tolist() == [0, 1, 1, 0]
+    wadi = tmp_path / "wadi.csv"
+    label = "Attack LABLE (1:No Attack, -1:Attack)"
+    wadi.write_text(f'Row,Date,Time,1_AIT_001_PV,"{label}"\n1,9/10/2017,6:00:00 PM,171.2,1\n'
+                    "2,9/10/2017,6:00:01 PM,171.3,-1\n3,9/10/2017,6:00:02 PM,171.1,1\n")  # fmt: skip
+    w = read_frame(wadi, label=label)
+    # Row (a row number) and the two time columns are not tags; the time columns join.
+    assert w.tags == ("1_AIT_001_PV",)
+    assert w.timestamps == ("9/10/2017 6:00:00 PM", "9/10/2017 6:00:01 PM", "9/10/2017 6:00:02 PM")
+    assert w.label is not None and w.label.tolist() == [0, 1, 0]
+
+
+def test_a_measured_counter_named_like_an_index_stays_a_tag(tmp_path: Path) -> None:
+    # Only a whole-number column counting up by exactly one a row is a row number.
+    path = tmp_path / "h.csv"
+    path.write_text("index,x\n0,1.0\n2,2.0\n3,3.0\n")
+    assert read_frame(path).tags == ("index", "x")
+    path.write_text(",x\n0,1.0\n1,2.0\n2,3.0\n")  # pandas' to_csv writes its index unnamed
+    assert read_frame(path).tags == ("x",)
+
+
+def test_unknown_label_words_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text("t,x,label\n1,1.0,Normal\n2,2.0,maybe\n")
+    with pytest.raises(DataError, match="label column 'label' has the value 'maybe'"):
+        read_frame(path, label="label")
+
+
+def test_a_text_label_in_the_training_file_is_not_a_tag(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for name in ("train.csv", "test.csv"):
+        x = rng.normal(0, 1, 300)
+        lab = ["Attack" if name == "test.csv" and 200 <= i < 220 else "Normal" for i in range(300)]
+        (tmp_path / name).write_text(
+            "Timestamp,LIT101,Normal/Attack\n" + "".join(f"t{i},{x[i]:.4f},{lab[i]}\n" for i in range(300))
+        )
+    result = CliRunner().invoke(
+        main, ["eval", "process", str(tmp_path / "train.csv"), str(tmp_path / "test.csv"),
+               "--label", "Normal/Attack", "--detector", "pca", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [(a["start"], a["stop"]) for a in out["attacks"]] == [(200, 220)]

@@ -109,9 +109,9 @@ def process(
     if smooth < 1:
         _fail(f"--smooth {smooth}: give a whole number of rows, 1 or more")
     try:
-        train_frame = read_frame(train)
-        if label is not None and label in train_frame.tags:
-            train_frame = _drop(train_frame, label)
+        # The training file's label, if it has one, is read (so a text label is not a tag)
+        # and then set aside: training is on the rows as they are.
+        train_frame = replace(read_frame(train, label=label, require_label=False), label=None)
         det = _detector(detector, quantile, smooth, params)
         if benchmark == "tep":
             _tep(det, train_frame, test, as_json)

@@ -23,8 +23,11 @@ class DataError(ValueError):
     """A historian file that cannot be used, with the reason on one line."""
 
 
-def read_frame(path: Path, label: str | None = None, fault_start: int | None = None) -> Frame:
-    """Read ``path``; ``label`` names the attack column; ``fault_start`` labels rows from N on."""
+def read_frame(
+    path: Path, label: str | None = None, fault_start: int | None = None, require_label: bool = True
+) -> Frame:
+    """Read ``path``; ``label`` names the attack column (which must be there unless not
+    ``require_label``); ``fault_start`` labels rows from N on."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     name = path.name.lower()
@@ -41,7 +44,7 @@ def read_frame(path: Path, label: str | None = None, fault_start: int | None = N
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot read ({first})") from None
-    if label is not None and frame.label is None:
+    if label is not None and frame.label is None and require_label:
         raise DataError(f"{path}: no label column {label!r}: check --label")
     if fault_start is not None:
         if not 0 <= fault_start <= len(frame):
@@ -71,21 +74,23 @@ def _read_dat(path: Path) -> Frame:
 def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
     names = [n.strip() for n in table.column_names]
     table = table.rename_columns(names)
-    stamp = next((n for n in names if n.lower() in TIMESTAMP_NAMES), None)
+    # WADI writes its time as two columns (Date, Time): every timestamp-like column is left out
+    # of the tags, and their texts are joined into one timestamp per row.
+    stamps = [n for n in names if n.lower() in TIMESTAMP_NAMES and n != label]
     timestamps = None
-    if stamp is not None:
-        col = table.column(stamp)
-        if col.null_count:
-            raise DataError(f"{path}: column {stamp!r} has {col.null_count} empty timestamps")
-        timestamps = tuple(str(v) for v in col.to_pylist())
+    if stamps:
+        texts = []
+        for stamp in stamps:
+            col = table.column(stamp)
+            if col.null_count:
+                raise DataError(f"{path}: column {stamp!r} has {col.null_count} empty timestamps")
+            texts.append([str(v).strip() for v in col.to_pylist()])
+        timestamps = tuple(" ".join(parts) for parts in zip(*texts, strict=True))
     lab = None
     if label is not None and label in names:
-        raw = np.asarray(table.column(label).to_numpy(zero_copy_only=False), dtype=np.float64)
-        if np.isnan(raw).any():
-            raise DataError(f"{path}: label column {label!r} has empty or non-numeric values")
-        # BATADAL's official file marks unlabeled rows -999: they count as normal.
-        lab = (raw > 0).astype(np.int8)
-    tags = [n for n in names if n not in (stamp, label)]
+        lab = _label(path, label, table.column(label))
+    counters = [n for n in names if _is_row_counter(n, table)]
+    tags = [n for n in names if n not in stamps and n != label and n not in counters]
     if not tags:
         raise DataError(f"{path}: no tag columns besides timestamp and label")
     cols = []
@@ -102,6 +107,49 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
     x = np.column_stack(cols) if cols else np.empty((table.num_rows, 0))
     _check_finite(path, x, tags)
     return Frame(tuple(tags), x, timestamps, lab)
+
+
+NORMAL_WORDS = frozenset({"normal", "0", "false", "no", "benign", "noattack"})
+ATTACK_WORDS = frozenset({"attack", "1", "true", "yes", "anomaly", "abnormal", "fault", "malicious"})
+
+
+def _label(path: Path, name: str, col: pa.ChunkedArray) -> np.ndarray:
+    """0/1 per row from a label column: numbers, or words as SWaT writes them ("Normal",
+    "Attack", and its typo "A ttack"). Numbers > 0 are attacks (BATADAL marks unlabeled rows
+    -999: normal), except in the -1/1 convention of WADI's "(1:No Attack, -1:Attack)" column and
+    of scikit-learn's outlier detectors, where -1 is the attack."""
+    if col.null_count:
+        raise DataError(f"{path}: label column {name!r} has {col.null_count} empty values")
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        words = np.array(["".join(str(v).split()).lower() for v in col.to_pylist()], dtype=object)
+        unknown = sorted(set(words) - NORMAL_WORDS - ATTACK_WORDS)
+        if unknown:
+            raise DataError(
+                f"{path}: label column {name!r} has the value {unknown[0]!r}: use 0/1 or Normal/Attack"
+            )
+        return np.asarray(np.isin(words, list(ATTACK_WORDS)), dtype=np.int8)
+    raw = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if np.isnan(raw).any():
+        raise DataError(f"{path}: label column {name!r} has empty or non-numeric values")
+    minus_one = "-1:attack" in "".join(name.split()).lower()
+    if minus_one or (set(np.unique(raw)) == {-1.0, 1.0}):
+        return np.asarray(raw == -1, dtype=np.int8)
+    return np.asarray(raw > 0, dtype=np.int8)
+
+
+ROW_COUNTER_NAMES = frozenset({"", "row", "index", "id", "unnamed: 0", "no", "no."})
+
+
+def _is_row_counter(name: str, table: pa.Table) -> bool:
+    """A row number written beside the data (pandas' unnamed index, WADI's "Row"): named like
+    one and counting up by one a row. As a tag it would put every later file out of range."""
+    if name.lower() not in ROW_COUNTER_NAMES or table.num_rows < 2:
+        return False
+    col = table.column(name)
+    if not pa.types.is_integer(col.type) or col.null_count:
+        return False
+    steps = np.diff(np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64))
+    return bool(np.all(steps == 1))
 
 
 def _check_finite(path: Path, x: np.ndarray, tags: list[str]) -> None:
