@@ -142,17 +142,44 @@ def test_replay_is_quiet_on_the_tep_normal_test_run() -> None:
     assert {"x1", "x9", "x42"} <= watched and not {"x37", "x38", "x39"} & watched
 
 
-def test_replay_fit_check_agrees_with_the_scoring_tables() -> None:
+def _repeats_by_bytes(col: np.ndarray, w: int) -> bool:
+    """The plain definition: a non-flat window whose bytes equal those of one that ended at
+    least ``w`` rows earlier."""
+    first: dict[bytes, int] = {}
+    for end in range(w, len(col) + 1):
+        win = col[end - w : end]
+        if np.all(win == win[0]):
+            continue
+        if end - first.setdefault(win.tobytes(), end) >= w:
+            return True
+    return False
+
+
+def test_replay_hashed_windows_agree_with_the_plain_definition() -> None:
     from interlock.detect.process.replay import _repeats_in
 
     rng = np.random.default_rng(3)
-    det = ReplayDetector(window=4)
     for values in (rng.integers(0, 3, 400), rng.normal(0, 1, 400), rng.integers(0, 40, 400)):
         col = np.round(values.astype(float), 3)
         for w in (3, 4, 6, 9):
-            tables: dict[int, dict[bytes, int]] = {0: {}}
-            slow = bool(det._repeats(col[:, None], tables, w, 0).any())
-            assert _repeats_in(col, w) == slow
+            assert _repeats_in(col, w) == _repeats_by_bytes(col, w)
+    # Scoring finds a copied window exactly where the plain definition does, row by row: any
+    # training window, or a window of the scored rows that ended at least w rows before.
+    train = np.round(rng.normal(0, 1, (600, 1)), 1)
+    test = np.round(rng.normal(0, 1, (300, 1)), 1)
+    test[100:120] = train[50:70]
+    test[250:262] = test[200:212]
+    w = 4
+    det = ReplayDetector(window=w).fit(Frame(("x",), train))
+    assert det.windows_.tolist() == [w]
+    old = {train[e - w : e, 0].tobytes() for e in range(w, 601) if np.ptp(train[e - w : e, 0]) > 0}
+    plain = []
+    for e in range(1, 301):
+        win = test[max(e - w, 0) : e, 0]
+        earlier = {test[f - w : f, 0].tobytes() for f in range(w, e - w + 1)}
+        plain.append(e >= w and np.ptp(win) > 0 and (win.tobytes() in old or win.tobytes() in earlier))
+    found = det.predict(Frame(("x",), test)).astype(bool)
+    assert found.tolist() == plain and found[103:120].all() and found[253:262].all()
     # A tag that barely moves (one step, a status) is not watched: its few changing windows
     # being distinct says nothing of chance.
     assert _repeats_in(np.repeat([1.0, 2.0], 200), 3)

@@ -155,6 +155,27 @@ def test_a_replay_horizon_bounds_the_stream_and_agrees_with_batch() -> None:
     unbounded = detector_class("replay")().fit(train).score(test)
     assert (unbounded[500:560] > 0).any()  # without a horizon the old copy is found too
     scorer: Any = live._scorer
-    kept = sum(len(t) for _, _, t, _, _ in scorer.watch)
-    trained = sum(len(t) for tables in det.tables_.values() for t in tables.values())
-    assert kept - trained <= 301 * len(scorer.watch)  # the stream's keys: at most a horizon's worth
+    assert len(scorer.seen) - scorer.trained <= 301 * len(scorer.cols)  # the stream's keys: at most a horizon's worth
+
+
+@pytest.mark.parametrize("horizon", [0, 300])
+def test_replay_streams_alike_with_training_keys_in_the_dict_or_searched(
+    horizon: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long training histories keep their keys in a sorted array only; short ones also in a dict.
+    from interlock.detect.process import replay
+
+    train, held = pumped_tank(3000, 0), pumped_tank(900, 1)
+    x = held.values.copy()
+    x[200:260, 0] = train.values[1000:1060, 0]  # a training window replayed
+    x[800:830, 0] = x[700:730, 0]  # and one of the stream's own
+    test = Frame(held.tags, x)
+    det = detector_class("replay")(horizon=horizon).fit(train)
+    batch = det.score(test)
+    assert (batch[210:260] > 0).all() and (batch[810:830] > 0).any()
+    in_dict, _ = streamed(det, test)
+    monkeypatch.setattr(replay, "TRAINING_KEYS_IN_DICT", 0)
+    searched, live = streamed(det, test)
+    assert live._scorer.trained == 0 and live._scorer.keys.size > 0
+    np.testing.assert_array_equal(in_dict, batch)
+    np.testing.assert_array_equal(searched, batch)

@@ -64,31 +64,42 @@ class ReplayDetector(ProcessDetector):
         self.chance = chance
         self.horizon = horizon
 
-    def _repeats(
-        self, x: FloatArray, tables: dict[int, dict[bytes, int]], w: int, offset: int, horizon: int = 0
-    ) -> npt.NDArray[np.bool_]:
-        """Rows x tags: True where the ``w``-row window ending at the row repeats an earlier one.
+    def _keys(self, col: FloatArray, j: int, w: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]]:
+        """The salted key of each non-flat ``w``-row window of tag ``j`` and the row it ends at."""
+        if len(col) < w:
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.intp)
+        windows = np.lib.stride_tricks.sliding_window_view(col, w)
+        moving = np.flatnonzero(~np.all(windows == windows[:, :1], axis=1))  # flat proves nothing
+        return _salted(_window_hashes(col, w)[moving], j), moving + (w - 1)
 
-        ``tables`` maps a column to its window hashes (first position seen); only its columns are
-        looked at, and it is updated in place. ``horizon`` > 0: a window first seen in the scored
-        rows (after ``offset``) more than ``horizon`` rows ago counts as new again.
-        """
-        rounded = np.round(x, self.decimals)
-        n = rounded.shape[0]
-        out = np.zeros(rounded.shape, dtype=np.bool_)
-        for j, table in tables.items():
-            col = np.ascontiguousarray(rounded[:, j])
-            for end in range(w, n + 1):
-                win = col[end - w : end]
-                if win[0] == win[-1] and np.all(win == win[0]):
-                    continue  # a flat window repeats by nature and proves nothing
-                key = win.tobytes()
-                here = offset + end
-                first = table.setdefault(key, here)
-                if horizon and first > offset and here - first > horizon:
-                    table[key] = first = here  # forgotten: seen too long ago in the stream
-                if here - first >= w:
-                    out[end - 1, j] = True
+    def _repeats(self, x: FloatArray) -> npt.NDArray[np.bool_]:
+        """Rows x tags: True where the window ending at the row repeats one seen at least its
+        length earlier, in training or earlier in ``x``.
+        With ``horizon`` > 0, a window first seen in ``x`` more than ``horizon`` rows before
+        counts as new again (training windows always count)."""
+        rounded = _rounded(x, self.decimals)
+        out = np.zeros(x.shape, dtype=np.bool_)
+        for j in np.flatnonzero(self.windows_):
+            w = int(self.windows_[j])
+            keys, ends = self._keys(rounded[:, j], int(j), w)
+            if not keys.size:
+                continue
+            known = _member(self.keys_, keys)
+            out[ends[known], j] = True
+            rest, at = keys[~known], ends[~known]
+            _, first, inverse, counts = np.unique(rest, return_index=True, return_inverse=True,
+                                                  return_counts=True)  # fmt: skip
+            if not self.horizon:
+                out[at[at - at[first[inverse]] >= w], j] = True
+                continue
+            # With a horizon each key's occurrences are walked in order: few keys repeat.
+            for group in np.flatnonzero(counts > 1):
+                since = -1
+                for end in at[inverse == group]:
+                    if since < 0 or end - since > self.horizon:
+                        since = int(end)  # new, or forgotten: seen too long ago in the stream
+                    elif end - since >= w:
+                        out[end, j] = True
         return out
 
     def _fit(self, x: FloatArray) -> None:
@@ -98,9 +109,8 @@ class ReplayDetector(ProcessDetector):
         k = x.shape[1]
         sizes = [self.window] if self.window > 0 else range(self.min_window, self.max_window + 1)
         self.windows_ = np.zeros(k, dtype=np.int64)  # 0: tag not watched
-        self.tables_: dict[int, dict[int, dict[bytes, int]]] = {}
         left = list(range(k))
-        rounded = np.round(x, self.decimals)
+        rounded = _rounded(x, self.decimals)
         for w in sizes:
             natural = {j: _repeats_in(rounded[:, j], w) for j in left}
             quiet = [j for j in left if not natural[j]]
@@ -110,21 +120,24 @@ class ReplayDetector(ProcessDetector):
                 # chance repeats at w in new data possible (the more so the shorter the training
                 # data: TEP's 500 rows); each extra row divides their odds by the tag's number
                 # of distinct values.
-                size = w + (self.margin if self.window == 0 else 0)
-                self.windows_[quiet] = size
-                self._grow(x, quiet, size)
+                self.windows_[quiet] = w + (self.margin if self.window == 0 else 0)
             if not left:
                 break
         if self.window == 0:
-            self._widen(x)
+            self._widen(rounded)
+        # Every watched tag's training windows, as one sorted array of salted 64-bit keys: 8 bytes
+        # a window where a table of window bytes took about 100.
+        watched = np.flatnonzero(self.windows_)
+        parts = [self._keys(rounded[:, j], int(j), int(self.windows_[j]))[0] for j in watched]
+        self.keys_ = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+        self.keys_.sort()  # a sort, not np.unique: numpy's hashing unique took 40 s on 24M keys
         self.rows_seen_ = len(x)
         self.periodic_ = self.windows_ == 0
 
-    def _widen(self, x: FloatArray) -> None:
+    def _widen(self, rounded: FloatArray) -> None:
         """Windows lengthened to where a chance match is under ``chance`` (see the docstring)."""
         if not 0 < self.chance < 1:
             raise ValueError(f"chance must be in (0, 1), not {self.chance}")
-        rounded = np.round(x, self.decimals)
         longest = self.max_window + self.margin
         for j in np.flatnonzero(self.windows_):
             value = _collision(rounded[:, j])
@@ -136,20 +149,7 @@ class ReplayDetector(ProcessDetector):
             # A step that always repeats (a counter, a ramp) never gets there: left out.
             w = 1 + need / np.log(step) if step < 1 else np.inf
             size = longest + 1 if w > longest else max(int(self.windows_[j]), int(np.ceil(w - 1e-9)))
-            if size == self.windows_[j]:
-                continue
-            self.tables_[int(self.windows_[j])].pop(int(j), None)
             self.windows_[j] = size if size <= longest else 0
-            if size <= longest:
-                self._grow(x, [int(j)], size)
-        self.tables_ = {w: t for w, t in self.tables_.items() if t}
-
-    def _grow(self, x: FloatArray, cols: list[int], w: int) -> None:
-        """The training windows of ``cols`` at length ``w``, hashed for scoring."""
-        tables = self.tables_.setdefault(w, {})
-        fresh: dict[int, dict[bytes, int]] = {j: {} for j in cols}
-        self._repeats(x, fresh, w, 0)
-        tables.update(fresh)
 
     def _train_scores(self, x: FloatArray) -> FloatArray:
         # Rescoring the training rows would find each window in the tables it filled; by
@@ -162,11 +162,7 @@ class ReplayDetector(ProcessDetector):
     def _flags(self, x: FloatArray) -> npt.NDArray[np.bool_]:
         # Each scoring call looks back over training plus the frame itself, never over earlier
         # calls: scoring stays a pure function of (fitted model, frame).
-        flags = np.zeros(x.shape, dtype=np.bool_)
-        for w, tables in self.tables_.items():
-            copies = {j: dict(t) for j, t in tables.items()}
-            flags |= self._repeats(x, copies, w, self.rows_seen_, self.horizon)
-        return flags
+        return self._repeats(x)
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         return np.asarray(self._flags(x)[rows], dtype=np.float64)
@@ -175,75 +171,137 @@ class ReplayDetector(ProcessDetector):
         return _ReplayRows(self)
 
 
+TRAINING_KEYS_IN_DICT = 4_000_000
+
+
 class _ReplayRows(RowScorer):
-    """``_flags`` one row at a time: copies of the training tables grow with the stream, as the
-    batch scoring of the whole stream would grow them."""
+    """``_flags`` one row at a time: the training keys are looked up in their sorted array, the
+    stream's own windows in a dict that grows with the stream, as batch scoring would grow it."""
 
     own_blame = True
 
     def __init__(self, det: ReplayDetector) -> None:
-        self.decimals, self.offset = det.decimals, det.rows_seen_
-        width = max(det.tables_, default=1)
-        watched = sorted((j, w) for w, tables in det.tables_.items() for j in tables)
-        self.cols = np.array([j for j, _ in watched], dtype=np.intp)
-        self.windows = np.array([w for _, w in watched], dtype=np.int64)
-        # per watched tag: its window length, its table, and where its window sits in the bytes
-        # of the block of last rows (8 bytes a value, the newest last)
-        self.watch = [
-            (i, w, dict(det.tables_[w][j]), 8 * (i * width + width - w), 8 * (i + 1) * width)
-            for i, (j, w) in enumerate(watched)
-        ]  # fmt: skip
-        # The last rows, one line per tag, so a tag's window is a contiguous slice.
-        self.recent = np.full((len(det.tags_), width), np.nan)
-        self.runs = np.zeros(len(det.tags_), dtype=np.int64)  # rows each tag has held its value
-        self.rows = 0
-        self.flags = np.zeros(len(det.tags_), dtype=np.bool_)
+        self.decimals, self.keys = det.decimals, det.keys_
+        self.cols = np.flatnonzero(det.windows_)
+        self.windows = det.windows_[self.cols]
+        self.window_list = self.windows.tolist()
+        width = int(self.windows.max(initial=1))
+        # The last ``width`` value codes of each watched tag, the newest last, and per tag the
+        # powers of the rolling hash over its own window (0 outside it): a window's hash is one
+        # product and one sum, equal to ``_window_hashes`` on the same rows.
+        self.codes = np.zeros((len(self.cols), width), dtype=np.uint64)
+        self.powers = np.zeros((len(self.cols), width), dtype=np.uint64)
+        for i, w in enumerate(self.windows):
+            self.powers[i, width - w :] = _POWERS[: int(w)][::-1]
+        self.salts = _salts(self.cols)
+        self.last = np.full(len(self.cols), np.nan)
+        self.runs = np.zeros(len(self.cols), dtype=np.int64)  # rows each tag has held its value
+        self.rows, self.offset = 0, det.rows_seen_
+        self.tags, self.hits = len(det.tags_), list[int]()
         self.horizon = det.horizon
-        self.added: deque[tuple[int, dict[bytes, int], bytes]] = deque()  # (row, table, key) in order
+        # The stream's windows: salted key -> row first seen. The training keys go in too (at row
+        # 0), when few enough: a dict lookup is 10 µs a row faster than a search of the sorted
+        # array, and about 100 bytes a key is affordable up to a few million keys.
+        self.seen: dict[int, int] = {}
+        if len(det.keys_) <= TRAINING_KEYS_IN_DICT:
+            self.seen = dict.fromkeys(det.keys_.tolist(), 0)
+            self.keys = np.zeros(0, dtype=np.uint64)
+        self.trained = len(self.seen)
+        self.added: deque[tuple[int, int]] = deque()  # (row, key) in order, for the horizon
 
     def __call__(self, row: FloatArray) -> float:
-        now = np.round(row, self.decimals)
-        self.runs = np.where(now == self.recent[:, -1], self.runs + 1, 1)  # NaN starts a new run
-        self.recent[:, :-1] = self.recent[:, 1:]
-        self.recent[:, -1] = now
+        now = _rounded(row[self.cols], self.decimals)
+        self.runs = np.where(now == self.last, self.runs + 1, 1)  # NaN starts a new run
+        self.last = now
+        self.codes[:, :-1] = self.codes[:, 1:]
+        self.codes[:, -1] = _codes(now)
         self.rows += 1
-        here, rows = self.offset + self.rows, self.rows
-        block = self.recent[self.cols].tobytes()  # one copy of every watched tag's last rows
+        here = self.offset + self.rows
+        keys = (self.codes * self.powers).sum(axis=1, dtype=np.uint64) ^ self.salts
         # Only windows inside the stream, as in the batch form; a flat one proves nothing.
-        skip = ((self.runs[self.cols] >= self.windows) | (self.windows > rows)).tolist()
-        if self.horizon:
-            hits = self._bounded(here, block, skip)
+        live = self.runs < self.windows
+        if self.rows < len(self.powers[0]):
+            live &= self.windows <= self.rows
+        if self.keys.size:  # training keys too many for the dict: searched in their array
+            known = live & _member(self.keys, keys)
+            hits, live = np.flatnonzero(known).tolist(), live & ~known
         else:
-            hits = [
-                i for i, w, table, lo, hi in self.watch
-                if not skip[i] and here - table.setdefault(block[lo:hi], here) >= w
-            ]  # fmt: skip
-        self.flags = np.zeros_like(self.flags)
-        self.flags[self.cols[hits]] = True
+            hits = []
+        if self.horizon:
+            while self.added and here - self.added[0][0] > self.horizon:
+                at, key = self.added.popleft()
+                if self.seen.get(key) == at:
+                    del self.seen[key]  # forgotten: it counts as new if it comes again
+        listed, windows, seen = keys.tolist(), self.window_list, self.seen
+        for i in np.flatnonzero(live).tolist():
+            key = listed[i]
+            first = seen.setdefault(key, here)
+            if first == here and self.horizon:
+                self.added.append((here, key))
+            if here - first >= windows[i]:
+                hits.append(i)
+        self.hits = hits
         return float(len(hits))
 
-    def _bounded(self, here: int, block: bytes, skip: list[bool]) -> list[int]:
-        """The hits with a ``horizon``: windows the stream added more than ``horizon`` rows ago are
-        dropped from the tables (the memory stays bounded) and count as new if they come again."""
-        while self.added and here - self.added[0][0] > self.horizon:
-            at, table, key = self.added.popleft()
-            if table.get(key) == at:
-                del table[key]
-        hits = []
-        for i, w, table, lo, hi in self.watch:
-            if skip[i]:
-                continue
-            key = block[lo:hi]
-            first = table.get(key)
-            if first is None:
-                table[key] = here
-                self.added.append((here, table, key))
-            elif here - first >= w:
-                hits.append(i)
-        return hits
-
     def blame(self) -> FloatArray:
-        return self.flags.astype(np.float64)
+        flags = np.zeros(self.tags, dtype=np.float64)
+        flags[self.cols[self.hits]] = 1.0
+        return flags
+
+
+_PRIME = 0x100000001B3  # the 64-bit FNV prime: odd, so no power of it is 0 mod 2^64
+_POWERS = np.array([pow(_PRIME, k, 1 << 64) for k in range(64)], dtype=np.uint64)  # 1, p, p², ...
+_SALT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _salts(cols: npt.NDArray[np.intp]) -> npt.NDArray[np.uint64]:
+    """Each tag's salt (a multiple of the golden-ratio constant, wrapping), one per column."""
+    return np.array([(int(_SALT) * (int(j) + 1)) % (1 << 64) for j in cols], dtype=np.uint64)
+
+
+def _rounded(x: FloatArray, decimals: int) -> FloatArray:
+    return np.round(x, decimals) + 0.0  # + 0.0: -0.0 and 0.0 are one reading
+
+
+def _codes(values: FloatArray) -> npt.NDArray[np.uint64]:
+    """Each value's bits, multiplied and folded (a nonlinear step, so the sums of the rolling
+    hash do not inherit the bits' structure); cheap, because the live monitor codes every row."""
+    z = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64) * _SALT
+    return np.asarray(z ^ (z >> np.uint64(29)), dtype=np.uint64)
+
+
+def _window_hashes(col: FloatArray, w: int) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of each ``w``-row window of ``col``: sum of code(t - k) · p^k, mod 2^64.
+
+    Two different windows share a hash with odds of about 2^-64 (the codes are mixed), so among
+    a million windows of a tag a chance collision has odds under 1e-7: equality of hashes
+    stands in for equality of windows, as the bytes of every window did before at 12 times
+    the memory.
+    """
+    codes = _codes(col)
+    n = len(col) - w + 1
+    out = np.zeros(n, dtype=np.uint64)
+    for k in range(w):
+        out += codes[w - 1 - k : w - 1 - k + n] * _POWERS[k]
+    return out
+
+
+def _salted(hashes: npt.NDArray[np.uint64], j: int) -> npt.NDArray[np.uint64]:
+    """Keys of tag ``j``: its salt keeps them apart from every other tag's in one array."""
+    return np.asarray(hashes ^ _salts(np.array([j]))[0], dtype=np.uint64)
+
+
+def _member(sorted_keys: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+    """Whether each key is in ``sorted_keys``."""
+    if not sorted_keys.size:
+        return np.zeros(len(keys), dtype=np.bool_)
+    if len(keys) < 1000:  # a row of the live monitor
+        at = np.searchsorted(sorted_keys, keys)
+    else:  # sorted needles search 4 times faster: each search starts where the last one ended
+        order = np.argsort(keys)
+        at = np.empty(len(keys), dtype=np.intp)
+        at[order] = np.searchsorted(sorted_keys, keys[order])
+    return np.asarray(sorted_keys[np.minimum(at, len(sorted_keys) - 1)] == keys, dtype=np.bool_)
 
 
 def _collision(values: FloatArray) -> float:
@@ -257,12 +315,8 @@ MIN_MOVING = 20  # changing windows a tag needs in training before its repeats m
 
 
 def _repeats_in(col: FloatArray, w: int) -> bool:
-    """Whether a non-flat ``w``-row window of ``col`` equals one that started >= ``w`` rows earlier
-    (True, too, for a tag that barely moves: it is as unusable as one that repeats).
-
-    The same test as ``ReplayDetector._repeats`` on one column, vectorised for fitting: every
-    window length is tried on every tag there.
-    """
+    """Whether a non-flat ``w``-row window of ``col`` equals one that ended >= ``w`` rows earlier
+    (True, too, for a tag that barely moves: it is as unusable as one that repeats)."""
     if len(col) < w:
         return False
     windows = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(col), w)
@@ -271,6 +325,6 @@ def _repeats_in(col: FloatArray, w: int) -> bool:
         # Too little movement to judge (a flat tag, an on/off status that switched a few times):
         # its few changing windows being distinct says nothing of chance; not watched.
         return True
-    keys = np.ascontiguousarray(windows[moving]).view(np.dtype((np.void, 8 * w))).ravel()
+    keys = _window_hashes(col, w)[moving]
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return bool(np.any(moving - moving[first[inverse]] >= w))
