@@ -155,7 +155,8 @@ def test_a_replay_horizon_bounds_the_stream_and_agrees_with_batch() -> None:
     unbounded = detector_class("replay")().fit(train).score(test)
     assert (unbounded[500:560] > 0).any()  # without a horizon the old copy is found too
     scorer: Any = live._scorer
-    assert len(scorer.seen) - scorer.trained <= 301 * len(scorer.cols)  # the stream's keys: at most a horizon's worth
+    # the stream's keys: at most a horizon's worth
+    assert len(scorer.seen) - scorer.trained <= 301 * len(scorer.cols)
 
 
 @pytest.mark.parametrize("horizon", [0, 300])

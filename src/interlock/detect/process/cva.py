@@ -70,6 +70,7 @@ class _Model:
         self, scaler: Standardizer, whiten: FloatArray, v: FloatArray, k: int, c: FloatArray
     ) -> None:
         self.scaler, self.whiten, self.v, self.k, self.c = scaler, whiten, v, k, c
+        self.project = whiten @ v  # lag rows to canonical coordinates in one product
         # The variance chart's reference: mean T²r and Q on the training rows, and the mean of
         # their log ratio to it (set by ``CVADetector._model`` when ``var_ewma`` > 0).
         self.resid_mean = np.ones(2)
@@ -166,7 +167,7 @@ class CVADetector(HeldOutLimits[_Model]):
         k = int(np.sum(s >= self.n_states)) if self.n_states < 1 else int(self.n_states)
         k = max(1, min(k, len(s)))
         v = vt.T  # columns: canonical directions of the whitened past
-        states = lagged(z, h) @ wp @ v[:, :k]
+        states = lagged(z, h) @ (wp @ v[:, :k])
         # z_t from the states at t - 1 (and a constant), least squares on the training rows.
         design = np.hstack([states[h:-1], np.ones((len(z) - h - 1, 1))])
         c, *_ = np.linalg.lstsq(design, z[h + 1 :], rcond=None)
@@ -187,14 +188,17 @@ class CVADetector(HeldOutLimits[_Model]):
         if len(x) < need:
             raise ValueError(f"cva with lags={self.lags} needs at least {need} training rows, not {len(x)}")
         self.raw_limits_: FloatArray | None = None
+        self._fold_models: dict[tuple[int, int], _Model] = {}  # fitted once for both passes
         if self._clipping():
             first = out_of_sample(x, self.folds, self._min_fold_rows(), self._model,
-                                  lambda m, rows, start: np.hstack(self._charts(m, rows, start)))  # fmt: skip
+                                  lambda m, rows, start: np.hstack(self._charts(m, rows, start)),
+                                  self._fold_models)  # fmt: skip
             limits = np.maximum(np.quantile(first, self.quantile, axis=0), 1e-12)
             self.raw_limits_ = limits[:3]
             self.caps_ = limits[3:6] if self.ewma > 0 else np.full(3, np.inf)
             self.var_caps_ = limits[-2:] if self.var_ewma > 0 else np.full(2, np.inf)
         super()._fit(x)
+        del self._fold_models
 
     def _restarts(self, raw: FloatArray, peak: float) -> npt.NDArray[np.bool_] | None:
         """True at the row after each episode of raw alarms whose peak reached ``peak`` times
@@ -218,12 +222,11 @@ class CVADetector(HeldOutLimits[_Model]):
         """The raw statistics (T²s, T²r, Q), the whitened past in canonical coordinates (states
         first) and the one-step prediction error."""
         z = _finite(m.scaler(x))
-        w = lagged(z, self.lags) @ m.whiten
-        proj = w @ m.v
+        proj = lagged(z, self.lags) @ m.project
         prev = np.vstack([proj[:1, : m.k], proj[:-1, : m.k]])
-        err = z - np.hstack([prev, np.ones((len(z), 1))]) @ m.c
+        err = z - (prev @ m.c[:-1] + m.c[-1])  # the states one row back, and the constant
         t2s = np.sum(proj[:, : m.k] ** 2, axis=1)
-        t2r = np.sum(w**2, axis=1) - t2s
+        t2r = np.sum(proj**2, axis=1) - t2s  # v is orthogonal: |whitened past|² = |proj|²
         return np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)]), proj, err
 
     def _vectors(self, m: _Model, x: FloatArray, start: int = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -317,7 +320,7 @@ class _CVARows(RowScorer):
         self.prev: FloatArray | None = None  # the states at the previous row
         self.in_alarm, self.peak = False, 0.0
         self.combined: deque[float] = deque(maxlen=max(1, det.persist))
-        self.project = m.whiten @ m.v  # lag rows to canonical coordinates in one product
+        self.project = m.project
         self.c_states, self.c_const = m.c[:k], m.c[k]
         self.err = np.zeros(len(m.c[0]))
         caps = getattr(det, "caps_", np.full(3, np.inf))

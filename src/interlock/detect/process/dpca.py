@@ -30,10 +30,14 @@ M = TypeVar("M")  # a detector's fitted model
 
 def lagged(z: FloatArray, lags: int) -> FloatArray:
     """Each row beside its ``lags`` predecessors, newest first; the first rows repeat row 0."""
-    parts = [z]
+    n, p = z.shape
+    out = np.empty((n, (lags + 1) * p), dtype=np.float64)  # filled in place: no stacked copies
+    out[:, :p] = z
     for k in range(1, lags + 1):
-        parts.append(np.vstack([np.repeat(z[:1], k, axis=0), z[:-k]])[: len(z)])
-    return np.hstack(parts)
+        block = out[:, k * p : (k + 1) * p]
+        block[k:] = z[: n - k]
+        block[: min(k, n)] = z[:1]
+    return out
 
 
 def running_min(x: FloatArray, k: int) -> FloatArray:
@@ -48,12 +52,14 @@ def running_min(x: FloatArray, k: int) -> FloatArray:
 
 def out_of_sample(
     x: FloatArray, folds: int, min_rows: int, fit: Callable[[FloatArray], M],
-    stats: Callable[[M, FloatArray, int], FloatArray],
+    stats: Callable[[M, FloatArray, int], FloatArray], models: dict[tuple[int, int], M] | None = None,
 ) -> FloatArray:  # fmt: skip
     """Statistics of every row from a model that did not see its block (blocked K-fold).
 
     ``fit(rows)`` returns a model; ``stats(model, x, start)`` returns the statistics (rows x s)
     of ``x`` scored with that model, whose first ``start`` rows only provide lagged history.
+    Statistics are causal, so each block is scored on the rows up to its end only. ``models``
+    keeps the fold models between calls on the same ``x`` (cva's two passes).
     """
     if folds < 2 or len(x) < folds * min_rows:
         model = fit(x)
@@ -61,8 +67,14 @@ def out_of_sample(
     edges = np.linspace(0, len(x), folds + 1).astype(int)
     out = []
     for a, b in itertools.pairwise(edges):
-        model = fit(np.vstack([x[:a], x[b:]]))
-        out.append(stats(model, x, a)[a:b])
+        key = (int(a), int(b))
+        if models is not None and key in models:
+            model = models[key]
+        else:
+            model = fit(np.vstack([x[:a], x[b:]]))
+            if models is not None:
+                models[key] = model
+        out.append(stats(model, x[:b], a)[a:b])
     return np.vstack(out)
 
 
@@ -88,7 +100,8 @@ class HeldOutLimits(ProcessDetector, Generic[M]):
         raise NotImplementedError
 
     def _fit(self, x: FloatArray) -> None:
-        held_out = out_of_sample(x, self.folds, self._min_fold_rows(), self._model, self._stats_of)
+        held_out = out_of_sample(x, self.folds, self._min_fold_rows(), self._model, self._stats_of,
+                                 getattr(self, "_fold_models", None))  # fmt: skip
         self.limits_ = np.maximum(np.quantile(held_out, self.quantile, axis=0), 1e-12)
         self.model_ = self._model(x)
         self.held_out_ = self._combine(held_out)
