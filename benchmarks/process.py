@@ -13,8 +13,12 @@ One run, on this machine:
 
 3. a long history (the BATADAL training year twelve times, 105,132 rows): fit and score time of
    the default ensemble and its members.
+4. with ``--wide ROWS``: a wide synthetic plant (60 coupled analog tags at 3 decimals and 10
+   on/off tags, ROWS training rows and 50,000 test rows, as long as SWaT's normal week):
+   fit + score time and peak memory of the ensemble, its members and the scikit-learn
+   baselines (``pca``, ``iforest``), each in its own process.
 
-    python benchmarks/process.py [--shared ../shared]
+    python benchmarks/process.py [--shared ../shared] [--wide 400000]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -109,9 +114,63 @@ def long_history(shared: Path, copies: int = 12) -> list[tuple[str, int, float, 
     return out
 
 
+WIDE_CHILD = """
+import resource, sys, time
+import numpy as np
+from interlock.detect.process import DETECTORS, Frame
+train, test = np.load(sys.argv[2]), np.load(sys.argv[3])
+tags = tuple(f"T{i}" for i in range(train.shape[1]))
+t0 = time.perf_counter()
+det = DETECTORS[sys.argv[1]]().fit(Frame(tags, train))
+fit = time.perf_counter() - t0
+t0 = time.perf_counter()
+alarms = int((det.score(Frame(tags, test)) > det.threshold_).sum())
+score = time.perf_counter() - t0
+print(fit, score, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, alarms)
+"""
+
+
+def wide_plant(rows: int, seed: int) -> Any:
+    """60 analog tags of a stable linear process (one coupling matrix for every seed) at 3
+    decimals, and 10 on/off tags switched by the first 10."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 1, (60, 60))
+    a *= 0.95 / np.abs(np.linalg.eigvals(a)).max()
+    noise = np.random.default_rng(seed).normal(0, 1, (rows, 60))
+    x = np.zeros((rows, 60))
+    for t in range(1, rows):
+        x[t] = a @ x[t - 1] + noise[t]
+    x = np.round(x, 3)
+    return np.hstack([x, (x[:, :10] > 0.3).astype(float)])
+
+
+def wide(rows: int) -> list[tuple[str, float, float, float, int]]:
+    """Per detector: fit s, score s, peak RSS in GB and alarms on the 50,000 normal test rows."""
+    import tempfile
+
+    import numpy as np
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        train, test = Path(tmp) / "train.npy", Path(tmp) / "test.npy"
+        np.save(train, wide_plant(rows, 11))
+        np.save(test, wide_plant(50_000, 12))
+        for name in ("pca", "iforest", "replay", "cva", "control", "frozen", "ensemble"):
+            done = subprocess.run(
+                [sys.executable, "-c", WIDE_CHILD, name, str(train), str(test)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            fit, score, rss, alarms = done.stdout.split()
+            out.append((name, float(fit), float(score), int(rss) / 1e6, int(alarms)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--wide", type=int, default=0, help="rows of the wide synthetic plant (0: skip)")
     args = parser.parse_args()
     console = Console()
     table = Table(title="Tennessee Eastman, 21 faults + normal test: train and score (wall)")
@@ -132,6 +191,16 @@ def main() -> None:
     for name, n, fit, score in long_history(args.shared):
         table.add_row(name, f"{n:,}", f"{fit:.1f}", f"{score:.1f}")
     console.print(table)
+    if args.wide:
+        table = Table(title=f"Wide plant: {args.wide:,} training rows x 70 tags, 50,000 test rows")
+        for col in ("detector", "fit s", "score s", "peak GB", "alarms / 50,000 normal", "fit+score / pca"):
+            table.add_column(col, justify="right")
+        rows = wide(args.wide)
+        base = next(f + s for name, f, s, _, _ in rows if name == "pca")
+        for name, fit, score, gb, alarms in rows:
+            ratio = f"{(fit + score) / base:.0f}x"
+            table.add_row(name, f"{fit:.1f}", f"{score:.1f}", f"{gb:.2f}", str(alarms), ratio)
+        console.print(table)
 
 
 if __name__ == "__main__":

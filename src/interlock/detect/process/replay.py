@@ -22,9 +22,13 @@ steps were independent. A held value makes the zero step frequent, so a sample-a
 needs a long window, or is left out when that is over ``max_window`` + ``margin``.
 
 ``horizon`` (rows, 0 = none): a window first seen in the scored stream more than ``horizon``
-rows ago counts as new (windows of the training data always count). Streamed, the tables keep
-one key per watched tag a row, about 5 kB a row on BATADAL; a horizon bounds them, for a live
-monitor that runs for weeks (a day of one-second polls: ``horizon=86400``).
+rows ago counts as new (windows of the training data always count). Streamed, the stream's
+keys grow by one per watched tag a row, about 800 bytes a row on BATADAL; a horizon bounds them,
+for a live monitor that runs for weeks (a day of one-second polls: ``horizon=86400``).
+
+A window's key is a 64-bit rolling hash of its values' bits, salted per tag, so the training
+windows of every tag fit in one sorted array of 8-byte keys (a table of window bytes took about
+100 bytes a window: 6 GB on 400,000 rows x 70 tags) and scoring is a vectorised search.
 
 Written by hand: neither scikit-learn, river nor PyOD has an exact-repeat detector, and a hash of
 each window costs O(rows x tags) where nearest-neighbour search over all windows would not.
