@@ -222,3 +222,24 @@ def test_a_text_label_in_the_training_file_is_not_a_tag(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert [(a["start"], a["stop"]) for a in out["attacks"]] == [(200, 220)]
+
+
+def test_a_training_folder_is_its_files_joined_in_name_order(tmp_path: Path) -> None:
+    # HAI ships normal operation as train1.csv, train2.csv, ...
+    from interlock.detect.process import read_training
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    (folder / "train2.csv").write_text("timestamp,P1,attack\nc,3.0,0\nd,4.0,0\n")
+    (folder / "train1.csv").write_text("timestamp,P1,attack\na,1.0,0\nb,2.0,0\n")
+    (folder / "notes.md").write_text("not data")
+    f = read_training(folder, "attack")
+    assert f.tags == ("P1",) and f.values[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert f.timestamps == ("a", "b", "c", "d") and f.label is None
+    (folder / "train3.csv").write_text("timestamp,P2\ne,5.0\n")
+    with pytest.raises(DataError, match=r"train3\.csv: tags differ from train1\.csv: P1, P2"):
+        read_training(folder, "attack")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(main, ["eval", "process", str(empty), str(folder / "train1.csv")])
+    assert result.exit_code == 2 and "no .csv, .csv.gz, .parquet or .dat files" in result.stderr

@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 from interlock.detect.process.base import Alert, Frame, NotFittedError, ProcessDetector
-from interlock.detect.process.data import DataError, read_frame
+from interlock.detect.process.data import DataError, read_frame, read_training
 
 _CLASSES = {
     "PCADetector": ("pca", "pca"),
@@ -74,4 +74,5 @@ __all__ = [
     "ResidualDetector",
     "detector_class",
     "read_frame",
+    "read_training",
 ]

@@ -16,7 +16,15 @@ from typing import Any
 import click
 import numpy as np
 
-from interlock.detect.process import DEFAULT, NAMES, DataError, Frame, detector_class, read_frame
+from interlock.detect.process import (
+    DEFAULT,
+    NAMES,
+    DataError,
+    Frame,
+    detector_class,
+    read_frame,
+    read_training,
+)
 from interlock.detect.process.base import ProcessDetector, typed_param
 from interlock.detect.process.data import common_resolution, read_windows
 from interlock.detect.process.etapr import ETaPR, etapr
@@ -63,7 +71,7 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
 @eval_group.command("process")
 @click.argument("train", type=click.Path(path_type=Path))
 @click.argument("test", type=click.Path(path_type=Path))
-@click.option("--label", help="Attack label column (1 = attack) in TEST; ignored in TRAIN.")
+@click.option("--label", help="Attack label column (1 = attack) in TEST; set aside in TRAIN.")
 @click.option("--fault-start", type=int, help="TEST rows from N on (counting from 0) are faulty.")
 @click.option(
     "--windows", type=click.Path(path_type=Path),
@@ -103,15 +111,14 @@ def process(
     as_json: bool,
     predictions: Path | None, plot: Path | None,
 ) -> None:  # fmt: skip
-    """Train a process detector on TRAIN (normal operation), score TEST, print the metrics."""
+    """Train a process detector on TRAIN (normal operation: a file, or a folder of files joined
+    in name order), score TEST, print the metrics."""
     if not 0 < quantile <= 1:
         _fail(f"--quantile {quantile}: give a number in (0, 1]")
     if smooth < 1:
         _fail(f"--smooth {smooth}: give a whole number of rows, 1 or more")
     try:
-        # The training file's label, if it has one, is read (so a text label is not a tag)
-        # and then set aside: training is on the rows as they are.
-        train_frame = replace(read_frame(train, label=label, require_label=False), label=None)
+        train_frame = read_training(train, label)
         det = _detector(detector, quantile, smooth, params)
         if benchmark == "tep":
             _tep(det, train_frame, test, as_json)

@@ -7,6 +7,7 @@ dependency) reads CSV, ``.csv.gz`` and Parquet; numpy reads the Tennessee Eastma
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,29 @@ def read_frame(
     if len(frame) == 0:
         raise DataError(f"{path}: no data rows")
     return frame
+
+
+SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet", ".pq", ".dat")
+
+
+def read_training(path: Path, label: str | None = None) -> Frame:
+    """The training rows of ``path``: one file, or a folder whose files (HAI ships its normal
+    operation as train1.csv, train2.csv, ...) are read in name order and joined. A label column,
+    if there is one, is read (so a text label is not a tag) and set aside: training is on the rows
+    as they are."""
+    if not path.is_dir():
+        return replace(read_frame(path, label=label, require_label=False), label=None)
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    if not files:
+        raise DataError(f"{path}: no .csv, .csv.gz, .parquet or .dat files in the folder")
+    frames = [read_frame(f, label=label, require_label=False) for f in files]
+    for f, frame in zip(files[1:], frames[1:], strict=True):
+        if frame.tags != frames[0].tags:
+            odd = sorted(set(frame.tags) ^ set(frames[0].tags))
+            raise DataError(f"{f}: tags differ from {files[0].name}: {', '.join(odd[:5]) or 'order differs'}")
+    stamps = [fr.timestamps for fr in frames]
+    joined = None if any(s is None for s in stamps) else tuple(t for s in stamps if s for t in s)
+    return Frame(frames[0].tags, np.vstack([fr.values for fr in frames]), joined)
 
 
 def _read_dat(path: Path) -> Frame:
