@@ -180,3 +180,12 @@ def test_replay_streams_alike_with_training_keys_in_the_dict_or_searched(
     assert live._scorer.trained == 0 and live._scorer.keys.size > 0
     np.testing.assert_array_equal(in_dict, batch)
     np.testing.assert_array_equal(searched, batch)
+
+
+def test_pca_with_every_component_kept_is_quiet_in_stream_and_batch() -> None:
+    # SPE is rounding noise then (about 1e-30): its limit must not be noise too.
+    train, test = plant(2000, 0), plant(500, 1)
+    det = detector_class("pca")(n_components=len(train.tags)).fit(train)
+    scores, _ = streamed(det, test)
+    np.testing.assert_allclose(scores, det.score(test), rtol=1e-9, atol=1e-9)
+    assert det.spe_limit_ >= 1e-9 * len(train.tags)

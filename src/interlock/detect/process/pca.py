@@ -16,6 +16,8 @@ from sklearn.decomposition import PCA  # type: ignore[import-untyped]
 
 from interlock.detect.process.base import FloatArray, ProcessDetector, Standardizer
 
+SPE_FLOOR = 1e-9  # per standardized tag: residuals below this are rounding, not process
+
 
 class PCADetector(ProcessDetector):
     """T²/SPE on standardized tags. ``n_components``: an int, or a float share of variance."""
@@ -36,7 +38,9 @@ class PCADetector(ProcessDetector):
         self.pca_ = PCA(n_components=n, svd_solver="full", random_state=self.seed).fit(z)
         t2, spe = self._stats(z)
         self.t2_limit_ = float(np.quantile(t2, self.quantile)) or 1.0
-        self.spe_limit_ = float(np.quantile(spe, self.quantile)) or 1.0
+        # Every component kept leaves SPE at rounding noise (1e-30); a limit there would turn
+        # noise into alarms, and stream and batch (summed in another order) would disagree.
+        self.spe_limit_ = max(float(np.quantile(spe, self.quantile)), SPE_FLOOR * z.shape[1])
 
     def _stats(self, z: FloatArray) -> tuple[FloatArray, FloatArray]:
         t = self.pca_.transform(z)
