@@ -197,6 +197,27 @@ def test_missed_reads_do_not_hide_a_held_sensor() -> None:
     assert 600.0 < alerts[0].time_s <= 660.0
 
 
+def test_reads_missed_in_the_warmup_do_not_lengthen_the_frozen_limit() -> None:
+    """The temperature unread for 100 s of the warm-up (carried forward, one 100-poll run, which
+    would set a 200-poll limit), then held for 90 s after it: the limit comes from the polls that
+    read it, so the hold is found."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = asyncio.run(_benign("reactor", 41, 900.0))
+    t, tag, value, hmi = _plc1_view(table)
+    temp = hmi & (tag == "reactor_temp_k")
+    held = temp & (t >= 600.0) & (t < 690.0)
+    value[held] = value[np.flatnonzero(held)[0]]
+    unread = temp & (t >= 100.0) & (t < 200.0)
+    frozen = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
+    frozen = frozen.filter(pa.array(~unread))
+    alerts = [a for a in process_alerts(frozen, "reactor", WARMUP_S, seed=41, watermark=True)
+              if a.rule == "process.frozen"]  # fmt: skip
+    assert len(alerts) == 1 and "reactor_temp_k" in alerts[0].message, alerts
+    assert 600.0 < alerts[0].time_s <= 640.0
+
+
 HOLD_SCENARIO = """
 id: hold-test
 title: The HMI's view of the reactor frozen by a man in the middle

@@ -388,6 +388,9 @@ def _replay(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
     return out
 
 
+FROZEN_DECIMALS = 6  # the HMI's registers, scaled: finer than any change a sensor reports
+
+
 def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[AlertSeen]:
     """Sensors the HMI sees holding one value far longer than in the warm-up
     (``detect.process.frozen``; the limit is twice the longest warm-up run + 2, at least).
@@ -401,8 +404,15 @@ def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
 
     out: list[AlertSeen] = []
     for name, sub, cut, times, read in _sensor_frames(trends, warmup_s, points):
-        det = FrozenDetector(decimals=6).fit(sub.rows(0, cut))
-        watched = np.flatnonzero(det.limits_ > 0)
+        # Limits learned per sensor on the warm-up polls that read it: a value carried over a missed
+        # read would lengthen the longest normal run, and the limit with it.
+        limits = np.zeros(len(sub.tags), dtype=np.int64)  # 0: not watched
+        for k, tag in enumerate(sub.tags):
+            got = np.flatnonzero(read[:cut, k])
+            if len(got) >= 2:
+                column = Frame((tag,), sub.values[got, k : k + 1])
+                limits[k] = FrozenDetector(decimals=FROZEN_DECIMALS).fit(column).limits_[0]
+        watched = np.flatnonzero(limits > 0)
         # Runs counted over the whole frame: a freeze that began in the warm-up is not reset at the
         # cut. Only polls that read the sensor count: the value carried over a missed read (a
         # flood, a dropped block) is not a reading the device gave, so it neither holds the run
@@ -410,8 +420,8 @@ def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
         frozen = np.zeros(sub.values.shape, dtype=np.bool_)
         for j in watched:
             got = np.flatnonzero(read[:, j])
-            runs = _run_lengths(np.round(sub.values[got, j], det.decimals)[:, None])[:, 0]
-            frozen[got, j] = runs >= det.limits_[j]
+            runs = _run_lengths(np.round(sub.values[got, j], FROZEN_DECIMALS)[:, None])[:, 0]
+            frozen[got, j] = runs >= limits[j]
         frozen = frozen[cut:]  # rows x tags, after the warm-up
         values = sub.values[cut:]
         rows = np.asarray(frozen.any(axis=1), dtype=np.bool_)
@@ -420,7 +430,7 @@ def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
             cols = np.flatnonzero(frozen[start:stop].any(axis=0))
             first = {j: start + int(np.argmax(frozen[start:stop, j])) for j in cols}  # where each froze
             held = ", ".join(f"{sub.tags[j]} at {values[first[j], j]:g}" for j in cols)
-            polls = int(det.limits_[cols].min())
+            polls = int(limits[cols].min())
             # A frozen view: every watched sensor over its limit at the same row (not one after another).
             if len(watched) >= 2 and frozen[start:stop][:, watched].all(axis=1).any():
                 ids, why = SPOOF_IDS, "every watched sensor of the device at once: a frozen view"

@@ -40,7 +40,7 @@ class PCADetector(ProcessDetector):
         self.t2_limit_ = float(np.quantile(t2, self.quantile)) or 1.0
         # Every component kept leaves SPE at rounding noise (1e-30); a limit there would turn
         # noise into alarms, and stream and batch (summed in another order) would disagree.
-        self.spe_limit_ = max(float(np.quantile(spe, self.quantile)), SPE_FLOOR * z.shape[1])
+        self.spe_limit_ = max(float(np.quantile(spe, self.quantile)), SPE_FLOOR * int(z.shape[1]))
 
     def _stats(self, z: FloatArray) -> tuple[FloatArray, FloatArray]:
         t = self.pca_.transform(z)
