@@ -26,7 +26,9 @@ learns PLC switching rules. Tags are told apart by their values only, so it runs
 from __future__ import annotations
 
 import itertools
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,7 +212,8 @@ class ControlDetector(ProcessDetector):
             return self._flags(self.rules_, self.envelopes_, x)
         out = np.zeros((n, len(self.rules_) + len(self.envelopes_)))
         edges = np.linspace(0, n, self.folds + 1).astype(int)
-        for lo, hi in itertools.pairwise(edges):
+
+        def fold(lo: int, hi: int) -> None:
             rest = np.vstack([x[:lo], x[hi:]])
             # Rare states are judged with the full-data rule: a fold cannot tell rarity apart.
             rules = [
@@ -220,6 +223,12 @@ class ControlDetector(ProcessDetector):
             start = max(lo - 1, 0)  # one row of history for the lagged inputs
             envelopes = self._envelopes(rest, [e.tag for e in self.envelopes_])
             out[lo:hi] = self._flags(rules, envelopes, x[start:hi])[lo - start :]
+
+        # The folds are independent, and scikit-learn grows its trees without the GIL: threads
+        # use every core (a wide plant's 50 fold trees took 80% of control's fit on one).
+        with ThreadPoolExecutor(max_workers=min(self.folds, os.cpu_count() or 1)) as pool:
+            for done in [pool.submit(fold, int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]:
+                done.result()
         return out
 
     def _train_scores(self, x: FloatArray) -> FloatArray:
