@@ -243,3 +243,38 @@ def test_a_training_folder_is_its_files_joined_in_name_order(tmp_path: Path) -> 
     empty.mkdir()
     result = CliRunner().invoke(main, ["eval", "process", str(empty), str(folder / "train1.csv")])
     assert result.exit_code == 2 and "no .csv, .csv.gz, .parquet or .dat files" in result.stderr
+
+
+def test_wadi_layout_preamble_and_historian_paths(tmp_path: Path) -> None:
+    # WADI's normal-operation file: four lines of metadata before the header, and tags written as
+    # OPC paths that its attack file writes bare (and in another order here).
+    prefix = "\\\\WIN-25J4RO10SBF\\LOG_DATA\\SUTD_WADI\\LOG_DATA\\"
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (300, 2))
+    train = tmp_path / "WADI_14days.csv"
+    train.write_text(
+        "Historian export\nServer: x\nStart,9/25/2017\n\n"
+        f"Row,Date,Time,{prefix}1_AIT_001_PV,{prefix}1_FIT_001_PV\n"
+        + "".join(f"{i + 1},9/25/2017,{i},{x[i, 0]:.4f},{x[i, 1]:.4f}\n" for i in range(300))
+    )
+    f = read_frame(train)
+    assert f.tags == (f"{prefix}1_AIT_001_PV", f"{prefix}1_FIT_001_PV") and len(f) == 300
+    test = tmp_path / "WADI_attackdata.csv"
+    y = rng.normal(0, 1, (200, 2))
+    y[120:160, 0] += 8.0
+    test.write_text(
+        "Row,Date,Time,1_FIT_001_PV,1_AIT_001_PV,attack\n"
+        + "".join(f"{i + 1},10/9/2017,{i},{y[i, 1]:.4f},{y[i, 0]:.4f},{int(120 <= i < 160)}\n"
+                  for i in range(200))
+    )
+    result = CliRunner().invoke(
+        main, ["eval", "process", str(train), str(test), "--label", "attack", "--detector", "pca", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["recall"] > 0.9 and out["false_alarm_rate"] < 0.05  # columns matched by tag, not by position
+    # A header wider than its rows is not taken for a preamble.
+    odd = tmp_path / "odd.csv"
+    odd.write_text("a,b,c,\n1,2,3\n4,5,6\n")
+    with pytest.raises(DataError, match="cannot read"):
+        read_frame(odd)

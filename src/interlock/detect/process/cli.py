@@ -26,7 +26,7 @@ from interlock.detect.process import (
     read_training,
 )
 from interlock.detect.process.base import ProcessDetector, typed_param
-from interlock.detect.process.data import common_resolution, read_windows
+from interlock.detect.process.data import aligned, common_resolution, read_windows
 from interlock.detect.process.etapr import ETaPR, etapr
 from interlock.detect.process.metrics import Report, evaluate
 from interlock.detect.process.vus import MAX_BUFFER, vus_pr
@@ -139,15 +139,18 @@ def process(
     left_out = sorted(_label_like(label, set(train_frame.tags) | set(test_frame.tags)))
     for tag in left_out:
         train_frame, test_frame = _drop(train_frame, tag), _drop(test_frame, tag)
+    same = aligned(test_frame, train_frame.tags)
+    if same is None:
+        missing = sorted(set(train_frame.tags) ^ set(test_frame.tags))
+        _fail(f"{test}: tags differ from {train.name}: {', '.join(missing[:5])}")
+        return
+    test_frame = same
     rounded: dict[str, int] = {}
     if resolution == "common":
         train_frame, test_frame, rounded = common_resolution(train_frame, test_frame)
     if test_frame.label is None:
         _fail(f"{test}: no ground truth: name the label column with --label, or give --fault-start")
         return
-    if test_frame.tags != train_frame.tags:
-        missing = sorted(set(train_frame.tags) ^ set(test_frame.tags))
-        _fail(f"{test}: tags differ from {train.name}: {', '.join(missing[:5]) or 'order differs'}")
     _fit(det, train_frame, detector)
     scores = det.score(test_frame)
     alarm = (scores > det.threshold_).astype(np.int8)

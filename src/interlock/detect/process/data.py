@@ -7,6 +7,9 @@ dependency) reads CSV, ``.csv.gz`` and Parquet; numpy reads the Tennessee Eastma
 
 from __future__ import annotations
 
+import csv
+import gzip
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +42,8 @@ def read_frame(
             frame = _from_table(path, pq.read_table(path), label)
         elif name.endswith((".csv", ".csv.gz", ".txt")):
             opts = pacsv.ConvertOptions(strings_can_be_null=True)
-            frame = _from_table(path, pacsv.read_csv(path, convert_options=opts), label)
+            skip = pacsv.ReadOptions(skip_rows=_preamble(path))
+            frame = _from_table(path, pacsv.read_csv(path, read_options=skip, convert_options=opts), label)
         else:
             raise DataError(f"{path}: unknown format: use .csv, .csv.gz, .dat or .parquet")
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
@@ -72,13 +76,49 @@ def read_training(path: Path, label: str | None = None) -> Frame:
     if not files:
         raise DataError(f"{path}: no .csv, .csv.gz, .parquet or .dat files in the folder")
     frames = [read_frame(f, label=label, require_label=False) for f in files]
-    for f, frame in zip(files[1:], frames[1:], strict=True):
-        if frame.tags != frames[0].tags:
+    for i, (f, frame) in enumerate(zip(files[1:], frames[1:], strict=True), 1):
+        same = aligned(frame, frames[0].tags)
+        if same is None:
             odd = sorted(set(frame.tags) ^ set(frames[0].tags))
-            raise DataError(f"{f}: tags differ from {files[0].name}: {', '.join(odd[:5]) or 'order differs'}")
+            raise DataError(f"{f}: tags differ from {files[0].name}: {', '.join(odd[:5])}")
+        frames[i] = same
     stamps = [fr.timestamps for fr in frames]
     joined = None if any(s is None for s in stamps) else tuple(t for s in stamps if s for t in s)
     return Frame(frames[0].tags, np.vstack([fr.values for fr in frames]), joined)
+
+
+def _preamble(path: Path, peek: int = 30) -> int:
+    """Lines before the header: WADI's normal-operation export opens with four lines of metadata.
+    The header is the first line with as many fields (at least two) as the line after it, and
+    more than every line before it (so a header wider than its rows is not skipped)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+        widths = [len(row) for row in csv.reader(itertools.islice(fh, peek))]
+    for i in range(len(widths) - 1):
+        if widths[i] >= 2 and widths[i] == widths[i + 1] and all(w < widths[i] for w in widths[:i]):
+            return i
+    return 0
+
+
+def _short(tag: str) -> str:
+    r"""A tag without the historian path in front (WADI's normal-operation file writes
+    ``\\WIN-25J4RO10SBF\LOG_DATA\SUTD_WADI\LOG_DATA\1_AIT_001_PV`` where its attack file
+    writes ``1_AIT_001_PV``)."""
+    return tag.replace("/", "\\").rsplit("\\", 1)[-1].strip()
+
+
+def aligned(frame: Frame, tags: tuple[str, ...]) -> Frame | None:
+    """``frame`` with its columns in the order of ``tags`` and under those names, matched by name,
+    or else by name without a historian path; None when they do not match one to one."""
+    if frame.tags == tags:
+        return frame
+    for key in (lambda t: t, _short):
+        mine = {key(t): i for i, t in enumerate(frame.tags)}
+        wanted = [key(t) for t in tags]
+        if len(mine) == len(frame.tags) == len(set(wanted)) == len(tags) and set(mine) == set(wanted):
+            cols = [mine[w] for w in wanted]
+            return Frame(tags, np.ascontiguousarray(frame.values[:, cols]), frame.timestamps, frame.label)
+    return None
 
 
 def _read_dat(path: Path) -> Frame:
