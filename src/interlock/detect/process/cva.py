@@ -121,7 +121,9 @@ def _ewma(
 def _finite(z: FloatArray) -> FloatArray:
     """A missing or infinite reading counts as the tag's training mean (0 once standardized):
     left as it is, one NaN would stay in the filters' memory and blind them for good."""
-    return np.asarray(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0), dtype=np.float64)
+    if np.isfinite(z).all():  # the usual case, checked first: nan_to_num costs 15 µs a stream row
+        return z
+    return np.where(np.isfinite(z), z, 0.0)
 
 
 class CVADetector(HeldOutLimits[_Model]):
