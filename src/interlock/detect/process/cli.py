@@ -196,13 +196,21 @@ def _label_like(label: str | None, tags: set[str]) -> set[str]:
 
 
 def _blame(det: ProcessDetector, frame: Frame, report: Report) -> list[list[str]]:
-    """For each detected attack, the three tags blamed at its first alarm."""
+    """For each detected attack, the three tags blamed at its first alarm (as ``explain`` ranks
+    them), from one blame call over all those rows: a call per attack scored the frame again
+    each time (50 attacks in a 400,000-row file: 50 passes)."""
+    rows = [e.detected_at for e in report.episodes if e.detected_at is not None]
+    if not rows:
+        return [[] for _ in report.episodes]
+    weights = iter(det._blame(frame.values, np.asarray(rows, dtype=np.intp)))
     out: list[list[str]] = []
     for e in report.episodes:
         if e.detected_at is None:
             out.append([])
-        else:
-            out.append([t for t, w in det.explain(frame, e.detected_at)[:3] if w > 0])
+            continue
+        w = next(weights)
+        ranked = sorted(zip(frame.tags, map(float, w), strict=True), key=lambda kv: -kv[1])
+        out.append([t for t, v in ranked[:3] if v > 0])
     return out
 
 
