@@ -239,6 +239,10 @@ def test_a_training_folder_is_its_files_joined_in_name_order(tmp_path: Path) -> 
     (folder / "train3.csv").write_text("timestamp,P2\ne,5.0\n")
     with pytest.raises(DataError, match=r"train3\.csv: tags differ from train1\.csv: P1, P2"):
         read_training(folder, "attack")
+    pattern = read_training(folder / "train[12].csv", "attack")  # a quoted pattern
+    assert pattern.values[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(DataError, match="no file matches"):
+        read_training(folder / "test*.csv")
     empty = tmp_path / "empty"
     empty.mkdir()
     result = CliRunner().invoke(main, ["eval", "process", str(empty), str(folder / "train1.csv")])
@@ -278,3 +282,27 @@ def test_wadi_layout_preamble_and_historian_paths(tmp_path: Path) -> None:
     odd.write_text("a,b,c,\n1,2,3\n4,5,6\n")
     with pytest.raises(DataError, match="cannot read"):
         read_frame(odd)
+
+
+def test_ground_truth_from_a_per_row_label_file(tmp_path: Path) -> None:
+    # HAI 23.05: test1.csv has no label; label-test1.csv holds timestamp,label.
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(0, 1, (400, 2)), rng.normal(0, 1, (200, 2))
+    y[100:130, 1] += 9.0
+    (tmp_path / "train1.csv").write_text(
+        "timestamp,P1_FT01,P1_LIT01\n" + "".join(f"a{i},{x[i, 0]:.4f},{x[i, 1]:.4f}\n" for i in range(400))
+    )
+    (tmp_path / "test1.csv").write_text(
+        "timestamp,P1_FT01,P1_LIT01\n" + "".join(f"t{i},{y[i, 0]:.4f},{y[i, 1]:.4f}\n" for i in range(200))
+    )
+    labels = tmp_path / "label-test1.csv"
+    labels.write_text("timestamp,label\n" + "".join(f"t{i},{int(100 <= i < 130)}\n" for i in range(200)))
+    args = ["eval", "process", str(tmp_path / "train*.csv"), str(tmp_path / "test1.csv"), "--detector", "pca"]
+    result = CliRunner().invoke(main, [*args, "--label-file", str(labels), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [(a["start"], a["stop"]) for a in out["attacks"]] == [(100, 130)]
+    assert out["ground_truth"] == "labels label-test1.csv" and out["recall"] > 0.9
+    labels.write_text("timestamp,label\n" + "".join(f"t{i},0\n" for i in range(199)))
+    result = CliRunner().invoke(main, [*args, "--label-file", str(labels)])
+    assert result.exit_code == 2 and "no label for the test file's timestamp 't199' (row 200)" in result.stderr

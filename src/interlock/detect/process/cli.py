@@ -26,7 +26,7 @@ from interlock.detect.process import (
     read_training,
 )
 from interlock.detect.process.base import ProcessDetector, typed_param
-from interlock.detect.process.data import aligned, common_resolution, read_windows
+from interlock.detect.process.data import aligned, common_resolution, read_label_file, read_windows
 from interlock.detect.process.etapr import ETaPR, etapr
 from interlock.detect.process.metrics import Report, evaluate
 from interlock.detect.process.vus import MAX_BUFFER, vus_pr
@@ -78,6 +78,11 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
     help="Ground truth as attack windows: a CSV of start,end timestamps (inclusive), written as "
     "in TEST's timestamp column; replaces the --label column as the truth.",
 )  # fmt: skip
+@click.option(
+    "--label-file", type=click.Path(path_type=Path),
+    help="Ground truth per row in a separate CSV: a timestamp and a label column (HAI 23.05's "
+    "label-test1.csv), matched to TEST's rows by timestamp text.",
+)  # fmt: skip
 @click.option("--detector", type=click.Choice(NAMES), default=DEFAULT, show_default=True)
 @click.option(
     "--quantile",
@@ -106,6 +111,7 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
 @click.option("--plot", type=click.Path(path_type=Path), help="Draw scores, threshold, attacks (PNG).")
 def process(
     train: Path, test: Path, label: str | None, fault_start: int | None, windows: Path | None,
+    label_file: Path | None,
     detector: str,
     quantile: float, smooth: int, params: tuple[str, ...], benchmark: str | None, resolution: str,
     as_json: bool,
@@ -124,12 +130,16 @@ def process(
             _tep(det, train_frame, test, as_json)
             return
         test_frame = read_frame(test, label=label, fault_start=fault_start)
+        if windows is not None and label_file is not None:
+            _fail("give the ground truth once: --windows or --label-file")
         if windows is not None:
             test_frame = replace(test_frame, label=read_windows(windows, test_frame))
+        if label_file is not None:
+            test_frame = replace(test_frame, label=read_label_file(label_file, test_frame))
     except DataError as exc:
         _fail(str(exc))
         return
-    if windows is not None and label is None:
+    if (windows is not None or label_file is not None) and label is None:
         truthy = [t for t in test_frame.tags if t.lower() in LABEL_NAMES]
         if truthy:
             _fail(f"{test}: column {truthy[0]!r} looks like ground truth: name it with --label "
@@ -166,8 +176,9 @@ def process(
         plot_scores(plot, scores, det.threshold_, test_frame.label, f"{det.name} on {test.name}")
     if as_json:
         truth = (
-            f"windows {windows.name}" if windows else f"column {label}" if label else f"rows {fault_start}-"
-        )
+            f"windows {windows.name}" if windows else f"labels {label_file.name}" if label_file
+            else f"column {label}" if label else f"rows {fault_start}-"
+        )  # fmt: skip
         extra = {"ground_truth": truth, "rounded": rounded, "label_columns_left_out": left_out}
         click.echo(json.dumps({**_as_dict(det, report, blamed, eta, vus), **extra}))
     else:

@@ -66,15 +66,22 @@ SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet", ".pq", ".dat")
 
 
 def read_training(path: Path, label: str | None = None) -> Frame:
-    """The training rows of ``path``: one file, or a folder whose files (HAI ships its normal
-    operation as train1.csv, train2.csv, ...) are read in name order and joined. A label column,
+    """The training rows of ``path``: one file, or a folder or a quoted file-name pattern
+    (``'hai/train*.csv'``) whose files (HAI ships its normal operation as train1.csv,
+    train2.csv, ...) are read in name order and joined. A label column,
     if there is one, is read (so a text label is not a tag) and set aside: training is on the rows
     as they are."""
-    if not path.is_dir():
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+        if not files:
+            raise DataError(f"{path}: no .csv, .csv.gz, .parquet or .dat files in the folder")
+    elif not path.exists() and any(c in path.name for c in "*?["):
+        # A quoted pattern (HAI keeps train1.csv .. train4.csv beside its test files)
+        files = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+        if not files:
+            raise DataError(f"{path}: no file matches the pattern")
+    else:
         return replace(read_frame(path, label=label, require_label=False), label=None)
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
-    if not files:
-        raise DataError(f"{path}: no .csv, .csv.gz, .parquet or .dat files in the folder")
     frames = [read_frame(f, label=label, require_label=False) for f in files]
     for i, (f, frame) in enumerate(zip(files[1:], frames[1:], strict=True), 1):
         same = aligned(frame, frames[0].tags)
@@ -256,6 +263,36 @@ def read_windows(path: Path, frame: Frame) -> np.ndarray:
     if not label.any():
         raise DataError(f"{path}: no attack window in the file")
     return label
+
+
+def read_label_file(path: Path, frame: Frame) -> np.ndarray:
+    """0/1 per row of ``frame`` from a CSV of per-row ground truth: a timestamp column and one
+    label column (HAI 23.05 ships ``label-test1.csv`` beside ``test1.csv``), matched to the
+    frame's rows by timestamp text; labels read as ``--label`` reads them."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if frame.timestamps is None:
+        raise DataError(f"{path}: the test file has no timestamp column to match the labels against")
+    try:
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read ({first})") from None
+    names = [n.strip() for n in table.column_names]
+    table = table.rename_columns(names)
+    stamp = next((n for n in names if n.lower() in TIMESTAMP_NAMES), None)
+    others = [n for n in names if n != stamp]
+    if stamp is None or len(others) != 1:
+        raise DataError(f"{path}: give two columns, a timestamp and the label, not {', '.join(names)}")
+    labels = _label(path, others[0], table.column(others[0]))
+    where = {str(t).strip(): int(v) for t, v in zip(table.column(stamp).to_pylist(), labels, strict=True)}
+    out = np.zeros(len(frame), dtype=np.int8)
+    for i, t in enumerate(frame.timestamps):
+        got = where.get(t.strip())
+        if got is None:
+            raise DataError(f"{path}: no label for the test file's timestamp {t!r} (row {i + 1})")
+        out[i] = got
+    return out
 
 
 MAX_DECIMALS = 6  # finer than this counts as full precision
