@@ -305,4 +305,5 @@ def test_ground_truth_from_a_per_row_label_file(tmp_path: Path) -> None:
     assert out["ground_truth"] == "labels label-test1.csv" and out["recall"] > 0.9
     labels.write_text("timestamp,label\n" + "".join(f"t{i},0\n" for i in range(199)))
     result = CliRunner().invoke(main, [*args, "--label-file", str(labels)])
-    assert result.exit_code == 2 and "no label for the test file's timestamp 't199' (row 200)" in result.stderr
+    assert result.exit_code == 2
+    assert "no label for the test file's timestamp 't199' (row 200)" in result.stderr
