@@ -307,3 +307,24 @@ def test_ground_truth_from_a_per_row_label_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [*args, "--label-file", str(labels)])
     assert result.exit_code == 2
     assert "no label for the test file's timestamp 't199' (row 200)" in result.stderr
+
+
+def test_reader_edges_found_in_review(tmp_path: Path) -> None:
+    from interlock.detect.process import Frame, read_training
+    from interlock.detect.process.data import aligned
+
+    # A "/" is part of a name (units, PLC/tag), not a historian path: no match on the last part.
+    frame = Frame(("FIT101 [l/h]", "LIT101 [m]"), np.zeros((2, 2)))
+    assert aligned(frame, ("FIT101 [m3/h]", "LIT101 [m]")) is None
+    assert aligned(Frame(("PLC2/Level", "PLC1/Flow"), np.zeros((2, 2))), ("PLC1/Level", "PLC2/Flow")) is None
+    # A data row one field wider than its header (a trailing comma) is not read as the header.
+    wide = tmp_path / "wide.csv"
+    wide.write_text("a,b\n0.5,0.25,\n0.7,0.35,\n0.1,0.2,\n")
+    with pytest.raises(DataError, match="cannot read"):
+        read_frame(wide)
+    # Files join in numeric order: train2 before train10.
+    folder = tmp_path / "hai"
+    folder.mkdir()
+    for i in (1, 2, 10):
+        (folder / f"train{i}.csv").write_text(f"timestamp,x\nt{i},{i}.0\n")
+    assert read_training(folder).values[:, 0].tolist() == [1.0, 2.0, 10.0]

@@ -189,3 +189,19 @@ def test_pca_with_every_component_kept_is_quiet_in_stream_and_batch() -> None:
     scores, _ = streamed(det, test)
     np.testing.assert_allclose(scores, det.score(test), rtol=1e-9, atol=1e-9)
     assert det.spe_limit_ >= 1e-9 * len(train.tags)
+
+
+def test_streams_start_with_short_history_and_without_watched_tags() -> None:
+    # Found in review: replay's stream failed when it watched no tag (the ensemble with it), and
+    # lag matrices failed on fewer rows than lags (dpca streams from its first rows).
+    statuses = Frame(("a", "b"), np.tile([[0.0, 1.0], [1.0, 0.0]], (50, 1)))
+    replay = detector_class("replay")().fit(statuses)
+    assert replay.windows_.tolist() == [0, 0]
+    assert streamed(replay, statuses)[0].tolist() == [0.0] * 100
+    train, test = plant(600, 0), plant(40, 1)
+    for det in (detector_class("dpca")(lags=4).fit(train), CVADetector(lags=4).fit(train)):
+        scores, _ = streamed(det, test)
+        np.testing.assert_allclose(scores, det.score(test), rtol=1e-9, atol=1e-9)
+        assert det.score(test.rows(0, 3)).shape == (3,)
+    long = detector_class("replay")(window=70).fit(train)  # longer than the 64 powers once tabled
+    assert long.windows_.tolist() == [70] * 4

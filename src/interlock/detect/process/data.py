@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import itertools
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,16 +69,17 @@ SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet", ".pq", ".dat")
 def read_training(path: Path, label: str | None = None) -> Frame:
     """The training rows of ``path``: one file, or a folder or a quoted file-name pattern
     (``'hai/train*.csv'``) whose files (HAI ships its normal operation as train1.csv,
-    train2.csv, ...) are read in name order and joined. A label column,
+    train2.csv, ...) are read in name order (numbers as numbers) and joined. A label column,
     if there is one, is read (so a text label is not a tag) and set aside: training is on the rows
     as they are."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+        data = (p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+        files = sorted(data, key=_natural)
         if not files:
             raise DataError(f"{path}: no .csv, .csv.gz, .parquet or .dat files in the folder")
     elif not path.exists() and any(c in path.name for c in "*?["):
         # A quoted pattern (HAI keeps train1.csv .. train4.csv beside its test files)
-        files = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+        files = sorted((p for p in path.parent.glob(path.name) if p.is_file()), key=_natural)
         if not files:
             raise DataError(f"{path}: no file matches the pattern")
     else:
@@ -94,15 +96,22 @@ def read_training(path: Path, label: str | None = None) -> Frame:
     return Frame(frames[0].tags, np.vstack([fr.values for fr in frames]), joined)
 
 
+def _natural(path: Path) -> list[str | int]:
+    """Name order with numbers as numbers: train2.csv before train10.csv."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 def _preamble(path: Path, peek: int = 30) -> int:
     """Lines before the header: WADI's normal-operation export opens with four lines of metadata.
-    The header is the first line with as many fields (at least two) as the line after it, and
-    more than every line before it (so a header wider than its rows is not skipped)."""
+    The header is the first line with as many fields (at least two) as the line after it and at
+    least twice as many as every line before it."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
         widths = [len(row) for row in csv.reader(itertools.islice(fh, peek))]
     for i in range(len(widths) - 1):
-        if widths[i] >= 2 and widths[i] == widths[i + 1] and all(w < widths[i] for w in widths[:i]):
+        # Preamble lines have at most half the header's fields (a data row one wider than its
+        # header, a trailing delimiter, is not a header with a preamble above it).
+        if widths[i] >= 2 and widths[i] == widths[i + 1] and all(2 * w <= widths[i] for w in widths[:i]):
             return i
     return 0
 
@@ -111,7 +120,7 @@ def _short(tag: str) -> str:
     r"""A tag without the historian path in front (WADI's normal-operation file writes
     ``\\WIN-25J4RO10SBF\LOG_DATA\SUTD_WADI\LOG_DATA\1_AIT_001_PV`` where its attack file
     writes ``1_AIT_001_PV``)."""
-    return tag.replace("/", "\\").rsplit("\\", 1)[-1].strip()
+    return tag.rsplit("\\", 1)[-1].strip() if "\\" in tag else tag  # not "/": units (m3/h) use it
 
 
 def aligned(frame: Frame, tags: tuple[str, ...]) -> Frame | None:

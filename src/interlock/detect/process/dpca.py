@@ -35,7 +35,7 @@ def lagged(z: FloatArray, lags: int) -> FloatArray:
     out[:, :p] = z
     for k in range(1, lags + 1):
         block = out[:, k * p : (k + 1) * p]
-        block[k:] = z[: n - k]
+        block[k:] = z[: max(n - k, 0)]
         block[: min(k, n)] = z[:1]
     return out
 

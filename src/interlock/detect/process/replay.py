@@ -37,6 +37,7 @@ each window costs O(rows x tags) where nearest-neighbour search over all windows
 from __future__ import annotations
 
 from collections import deque
+from functools import cache
 
 import numpy as np
 import numpy.typing as npt
@@ -96,12 +97,15 @@ class ReplayDetector(ProcessDetector):
             if not self.horizon:
                 out[at[at - at[first[inverse]] >= w], j] = True
                 continue
-            # With a horizon each key's occurrences are walked in order: few keys repeat.
-            for group in np.flatnonzero(counts > 1):
+            # With a horizon each repeated key's occurrences are walked in order, from one sort
+            # that puts them side by side (a replay makes most keys repeat).
+            order = np.lexsort((at, inverse))
+            bounds = np.concatenate([[0], np.cumsum(counts)])
+            for group in np.flatnonzero(counts > 1).tolist():
                 since = -1
-                for end in at[inverse == group]:
+                for end in at[order[bounds[group] : bounds[group + 1]]].tolist():
                     if since < 0 or end - since > self.horizon:
-                        since = int(end)  # new, or forgotten: seen too long ago in the stream
+                        since = end  # new, or forgotten: seen too long ago in the stream
                     elif end - since >= w:
                         out[end, j] = True
         return out
@@ -179,8 +183,9 @@ TRAINING_KEYS_IN_DICT = 4_000_000
 
 
 class _ReplayRows(RowScorer):
-    """``_flags`` one row at a time: the training keys are looked up in their sorted array, the
-    stream's own windows in a dict that grows with the stream, as batch scoring would grow it."""
+    """``_flags`` one row at a time: the stream's windows in a dict that grows with the stream, as
+    batch scoring would grow it, and the training keys in it too (at most 4 million of them; more
+    are searched in their sorted array)."""
 
     own_blame = True
 
@@ -196,7 +201,7 @@ class _ReplayRows(RowScorer):
         self.codes = np.zeros((len(self.cols), width), dtype=np.uint64)
         self.powers = np.zeros((len(self.cols), width), dtype=np.uint64)
         for i, w in enumerate(self.windows):
-            self.powers[i, width - w :] = _POWERS[: int(w)][::-1]
+            self.powers[i, width - w :] = _powers(int(w))[::-1]
         self.salts = _salts(self.cols)
         self.last = np.full(len(self.cols), np.nan)
         self.runs = np.zeros(len(self.cols), dtype=np.int64)  # rows each tag has held its value
@@ -224,7 +229,7 @@ class _ReplayRows(RowScorer):
         keys = (self.codes * self.powers).sum(axis=1, dtype=np.uint64) ^ self.salts
         # Only windows inside the stream, as in the batch form; a flat one proves nothing.
         live = self.runs < self.windows
-        if self.rows < len(self.powers[0]):
+        if self.rows < self.codes.shape[1]:
             live &= self.windows <= self.rows
         if self.keys.size:  # training keys too many for the dict: searched in their array
             known = live & _member(self.keys, keys)
@@ -254,7 +259,10 @@ class _ReplayRows(RowScorer):
 
 
 _PRIME = 0x100000001B3  # the 64-bit FNV prime: odd, so no power of it is 0 mod 2^64
-_POWERS = np.array([pow(_PRIME, k, 1 << 64) for k in range(64)], dtype=np.uint64)  # 1, p, p², ...
+@cache
+def _powers(w: int) -> npt.NDArray[np.uint64]:
+    """1, p, p², ... p^(w-1), mod 2^64."""
+    return np.array([pow(_PRIME, k, 1 << 64) for k in range(w)], dtype=np.uint64)
 _SALT = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -282,11 +290,11 @@ def _window_hashes(col: FloatArray, w: int) -> npt.NDArray[np.uint64]:
     stands in for equality of windows, as the bytes of every window did before at 12 times
     the memory.
     """
-    codes = _codes(col)
+    codes, powers = _codes(col), _powers(w)
     n = len(col) - w + 1
     out = np.zeros(n, dtype=np.uint64)
     for k in range(w):
-        out += codes[w - 1 - k : w - 1 - k + n] * _POWERS[k]
+        out += codes[w - 1 - k : w - 1 - k + n] * powers[k]
     return out
 
 
