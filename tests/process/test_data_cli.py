@@ -328,3 +328,15 @@ def test_reader_edges_found_in_review(tmp_path: Path) -> None:
     for i in (1, 2, 10):
         (folder / f"train{i}.csv").write_text(f"timestamp,x\nt{i},{i}.0\n")
     assert read_training(folder).values[:, 0].tolist() == [1.0, 2.0, 10.0]
+
+
+def test_decimal_commas_are_read_only_where_they_cannot_be_thousands(tmp_path: Path) -> None:
+    # One SWaT export writes "2,427057" (quoted decimal commas, from a European spreadsheet).
+    path = tmp_path / "swat.csv"
+    path.write_text('Timestamp,FIT101,LIT101,Normal/Attack\na,"2,427057","522,8",Normal\nb,"0","523,1",Normal\n')
+    f = read_frame(path, label="Normal/Attack")
+    assert f.values.tolist() == [[2.427057, 522.8], [0.0, 523.1]]
+    ambiguous = tmp_path / "thousands.csv"
+    ambiguous.write_text('time,flow\na,"1,234"\nb,"2,000"\n')  # could be 1234 and 2000: not guessed
+    with pytest.raises(DataError, match="column 'flow' is not numeric"):
+        read_frame(ambiguous)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -176,6 +177,8 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
     cols = []
     for tag in tags:
         col = table.column(tag)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = _decimal_commas(col)
         if not (
             pa.types.is_integer(col.type)
             or pa.types.is_floating(col.type)
@@ -187,6 +190,19 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
     x = np.column_stack(cols) if cols else np.empty((table.num_rows, 0))
     _check_finite(path, x, tags)
     return Frame(tuple(tags), x, timestamps, lab)
+
+
+def _decimal_commas(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Numbers written with a decimal comma ("2,427057", as one SWaT export from a European
+    spreadsheet has them) as float64; the column unchanged when any value is not such a number."""
+    # "1,234" could be a thousands separator: some value must show a comma that is not one
+    # (other than three digits after it) before any is read as a decimal comma.
+    if not pc.any(pc.match_substring_regex(col, r",(\d{1,2}|\d{4,})([eE][-+]?\d+)?$")).as_py():
+        return col
+    try:
+        return pc.cast(pc.replace_substring(col, ",", "."), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return col
 
 
 NORMAL_WORDS = frozenset({"normal", "0", "false", "no", "benign", "noattack"})
