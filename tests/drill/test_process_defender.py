@@ -138,16 +138,12 @@ def test_an_earlier_window_put_back_in_the_hmi_view_loses_the_watermark() -> Non
 def test_a_sensor_held_at_one_value_in_the_hmi_view_is_found_frozen() -> None:
     """The historian-level hold: plc-1's HMI temperature reads its 600 s value from 600 s on."""
     import numpy as np
-    import pyarrow as pa
 
     table = asyncio.run(_benign("reactor", 41, 900.0))
     t, tag, value, hmi = _plc1_view(table)
     held = hmi & (tag == "reactor_temp_k") & (t >= 600.0)
-    first = np.flatnonzero(held)[0]
-    value[held] = value[first]
-    frozen = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
-    alerts = [a for a in process_alerts(frozen, "reactor", WARMUP_S, seed=41, watermark=True)
-              if a.rule == "process.frozen"]  # fmt: skip
+    value[held] = value[np.flatnonzero(held)[0]]
+    alerts = _frozen_alerts(table, value, missed=np.zeros(len(t), dtype=bool))
     assert len(alerts) == 1, alerts  # one episode, to the end of the run
     assert 600.0 < alerts[0].time_s <= 640.0 and "reactor_temp_k" in alerts[0].message
     # One reading held while the others move: a stuck transmitter or one spoofed value.
@@ -176,11 +172,21 @@ def test_a_sensor_block_the_hmi_could_not_read_is_not_a_frozen_view() -> None:
     assert [a for a in alerts if a.rule in ("process.frozen", "process.tampering.loop-law")] == [], alerts
 
 
+def _frozen_alerts(table: Any, value: Any, missed: Any) -> list[AlertSeen]:
+    """The frozen check's alerts on the reactor run with ``value`` as the HMI read it and the
+    ``missed`` reads dropped from the historian."""
+    import pyarrow as pa
+
+    changed = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
+    changed = changed.filter(pa.array(~missed))
+    return [a for a in process_alerts(changed, "reactor", WARMUP_S, seed=41, watermark=True)
+            if a.rule == "process.frozen"]  # fmt: skip
+
+
 def test_missed_reads_do_not_hide_a_held_sensor() -> None:
     """The held temperature of the test above, with every third poll of it missed (a flood on the
     link): the misses neither hold nor break its run, so it is still found frozen."""
     import numpy as np
-    import pyarrow as pa
 
     table = asyncio.run(_benign("reactor", 41, 900.0))
     t, tag, value, hmi = _plc1_view(table)
@@ -188,11 +194,7 @@ def test_missed_reads_do_not_hide_a_held_sensor() -> None:
     held = temp & (t >= 600.0)
     value[held] = value[np.flatnonzero(held)[0]]
     polls = np.cumsum(temp) * temp  # 1, 2, ... on the temperature's own rows
-    missed = held & (polls % 3 == 0)
-    frozen = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
-    frozen = frozen.filter(pa.array(~missed))
-    alerts = [a for a in process_alerts(frozen, "reactor", WARMUP_S, seed=41, watermark=True)
-              if a.rule == "process.frozen"]  # fmt: skip
+    alerts = _frozen_alerts(table, value, missed=held & (polls % 3 == 0))
     assert len(alerts) == 1 and "reactor_temp_k" in alerts[0].message, alerts
     assert 600.0 < alerts[0].time_s <= 660.0
 
@@ -202,18 +204,13 @@ def test_reads_missed_in_the_warmup_do_not_lengthen_the_frozen_limit() -> None:
     would set a 200-poll limit), then held for 90 s after it: the limit comes from the polls that
     read it, so the hold is found."""
     import numpy as np
-    import pyarrow as pa
 
     table = asyncio.run(_benign("reactor", 41, 900.0))
     t, tag, value, hmi = _plc1_view(table)
     temp = hmi & (tag == "reactor_temp_k")
     held = temp & (t >= 600.0) & (t < 690.0)
     value[held] = value[np.flatnonzero(held)[0]]
-    unread = temp & (t >= 100.0) & (t < 200.0)
-    frozen = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
-    frozen = frozen.filter(pa.array(~unread))
-    alerts = [a for a in process_alerts(frozen, "reactor", WARMUP_S, seed=41, watermark=True)
-              if a.rule == "process.frozen"]  # fmt: skip
+    alerts = _frozen_alerts(table, value, missed=temp & (t >= 100.0) & (t < 200.0))
     assert len(alerts) == 1 and "reactor_temp_k" in alerts[0].message, alerts
     assert 600.0 < alerts[0].time_s <= 640.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,15 @@ from click.testing import CliRunner
 from interlock.cli import main
 from interlock.detect.process import DataError, read_frame
 from tests.process.conftest import shared
+
+
+def _eval_json(*args: str) -> dict[str, Any]:
+    """``interlock eval process ARGS --json``, which must succeed, as the JSON it prints."""
+    result = CliRunner().invoke(main, ["eval", "process", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    out: dict[str, Any] = json.loads(result.stdout)
+    return out
+
 
 CSV = "DATETIME, L_T1, F_PU1,ATT_FLAG\n01/01/14 00,1.5,90,0\n01/01/14 01,1.7,91,1\n01/01/14 02,1.6,0,0\n"
 
@@ -150,12 +160,8 @@ def test_attack_columns_beside_the_label_are_not_tags(tmp_path: Path) -> None:
             f"t{i},{x[i, 0]:.4f},{x[i, 1]:.4f},{int(attack[i])},{int(attack[i])}\n" for i in range(rows)
         )
         (tmp_path / name).write_text(table)
-    result = CliRunner().invoke(
-        main, ["eval", "process", str(tmp_path / "train.csv"), str(tmp_path / "test.csv"),
-               "--label", "attack", "--detector", "control", "--json"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+    out = _eval_json(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), "--label", "attack",
+                     "--detector", "control")  # fmt: skip
     assert out["label_columns_left_out"] == ["attack_P1"]
     assert out["recall"] < 0.2  # noise carries no attack; only the leaked column would
 
@@ -215,12 +221,8 @@ def test_a_text_label_in_the_training_file_is_not_a_tag(tmp_path: Path) -> None:
         (tmp_path / name).write_text(
             "Timestamp,LIT101,Normal/Attack\n" + "".join(f"t{i},{x[i]:.4f},{lab[i]}\n" for i in range(300))
         )
-    result = CliRunner().invoke(
-        main, ["eval", "process", str(tmp_path / "train.csv"), str(tmp_path / "test.csv"),
-               "--label", "Normal/Attack", "--detector", "pca", "--json"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+    out = _eval_json(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), "--label", "Normal/Attack",
+                     "--detector", "pca")  # fmt: skip
     assert [(a["start"], a["stop"]) for a in out["attacks"]] == [(200, 220)]
 
 
@@ -271,11 +273,7 @@ def test_wadi_layout_preamble_and_historian_paths(tmp_path: Path) -> None:
         + "".join(f"{i + 1},10/9/2017,{i},{y[i, 1]:.4f},{y[i, 0]:.4f},{int(120 <= i < 160)}\n"
                   for i in range(200))
     )
-    result = CliRunner().invoke(
-        main, ["eval", "process", str(train), str(test), "--label", "attack", "--detector", "pca", "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+    out = _eval_json(str(train), str(test), "--label", "attack", "--detector", "pca")
     assert out["recall"] > 0.9 and out["false_alarm_rate"] < 0.05  # columns matched by tag, not by position
     # A header wider than its rows is not taken for a preamble.
     odd = tmp_path / "odd.csv"
@@ -298,9 +296,7 @@ def test_ground_truth_from_a_per_row_label_file(tmp_path: Path) -> None:
     labels = tmp_path / "label-test1.csv"
     labels.write_text("timestamp,label\n" + "".join(f"t{i},{int(100 <= i < 130)}\n" for i in range(200)))
     args = ["eval", "process", str(tmp_path / "train*.csv"), str(tmp_path / "test1.csv"), "--detector", "pca"]
-    result = CliRunner().invoke(main, [*args, "--label-file", str(labels), "--json"])
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+    out = _eval_json(*args[2:], "--label-file", str(labels))
     assert [(a["start"], a["stop"]) for a in out["attacks"]] == [(100, 130)]
     assert out["ground_truth"] == "labels label-test1.csv" and out["recall"] > 0.9
     labels.write_text("timestamp,label\n" + "".join(f"t{i},0\n" for i in range(199)))
