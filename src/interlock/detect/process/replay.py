@@ -71,11 +71,8 @@ class ReplayDetector(ProcessDetector):
 
     def _keys(self, col: FloatArray, j: int, w: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]]:
         """The salted key of each non-flat ``w``-row window of tag ``j`` and the row it ends at."""
-        if len(col) < w:
-            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.intp)
-        windows = np.lib.stride_tricks.sliding_window_view(col, w)
-        moving = np.flatnonzero(~np.all(windows == windows[:, :1], axis=1))  # flat proves nothing
-        return _salted(_window_hashes(col, w)[moving], j), moving + (w - 1)
+        hashes, moving = _moving_hashes(col, w)
+        return _salted(hashes, j), moving + (w - 1)
 
     def _repeats(self, x: FloatArray) -> npt.NDArray[np.bool_]:
         """Rows x tags: True where the window ending at the row repeats one seen at least its
@@ -326,17 +323,25 @@ def _collision(values: FloatArray) -> float:
 MIN_MOVING = 20  # changing windows a tag needs in training before its repeats mean anything
 
 
+def _moving_hashes(col: FloatArray, w: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]]:
+    """The hash of each non-flat ``w``-row window of ``col`` (a flat one repeats by nature and
+    proves nothing) and where each starts."""
+    if len(col) < w:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.intp)
+    windows = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(col), w)
+    moving = np.flatnonzero(~np.all(windows == windows[:, :1], axis=1))
+    return _window_hashes(col, w)[moving], moving
+
+
 def _repeats_in(col: FloatArray, w: int) -> bool:
     """Whether a non-flat ``w``-row window of ``col`` equals one that ended >= ``w`` rows earlier
     (True, too, for a tag that barely moves: it is as unusable as one that repeats)."""
     if len(col) < w:
         return False
-    windows = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(col), w)
-    moving = np.flatnonzero(~np.all(windows == windows[:, :1], axis=1))
+    keys, moving = _moving_hashes(col, w)
     if moving.size < MIN_MOVING or len(np.unique(col)) < 3:
         # Too little movement to judge (a flat tag, an on/off status that switched a few times):
         # its few changing windows being distinct says nothing of chance; not watched.
         return True
-    keys = _window_hashes(col, w)[moving]
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return bool(np.any(moving - moving[first[inverse]] >= w))
