@@ -43,14 +43,11 @@ def read_frame(
         elif name.endswith((".parquet", ".pq")):
             frame = _from_table(path, pq.read_table(path), label)
         elif name.endswith((".csv", ".csv.gz", ".txt")):
-            opts = pacsv.ConvertOptions(strings_can_be_null=True)
-            skip = pacsv.ReadOptions(skip_rows=_preamble(path))
-            frame = _from_table(path, pacsv.read_csv(path, read_options=skip, convert_options=opts), label)
+            frame = _from_table(path, _csv(path), label)
         else:
             raise DataError(f"{path}: unknown format: use .csv, .csv.gz, .dat or .parquet")
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read ({first})") from None
+        raise _unreadable(path, exc) from None
     if label is not None and frame.label is None and require_label:
         raise DataError(f"{path}: no label column {label!r}: check --label")
     if fault_start is not None:
@@ -95,6 +92,19 @@ def read_training(path: Path, label: str | None = None) -> Frame:
     stamps = [fr.timestamps for fr in frames]
     joined = None if any(s is None for s in stamps) else tuple(t for s in stamps if s for t in s)
     return Frame(frames[0].tags, np.vstack([fr.values for fr in frames]), joined)
+
+
+def _csv(path: Path) -> pa.Table:
+    """A CSV (plain or gzipped) as read for every reader here: text columns may be empty, and
+    the lines before the header are skipped."""
+    skip = pacsv.ReadOptions(skip_rows=_preamble(path))
+    empty = pacsv.ConvertOptions(strings_can_be_null=True)
+    return pacsv.read_csv(path, read_options=skip, convert_options=empty)
+
+
+def _unreadable(path: Path, exc: Exception) -> DataError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DataError(f"{path}: cannot read ({first})")
 
 
 def _natural(path: Path) -> list[str | int]:
@@ -299,10 +309,9 @@ def read_label_file(path: Path, frame: Frame) -> np.ndarray:
     if frame.timestamps is None:
         raise DataError(f"{path}: the test file has no timestamp column to match the labels against")
     try:
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+        table = _csv(path)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read ({first})") from None
+        raise _unreadable(path, exc) from None
     names = [n.strip() for n in table.column_names]
     table = table.rename_columns(names)
     stamp = next((n for n in names if n.lower() in TIMESTAMP_NAMES), None)
