@@ -153,13 +153,19 @@ def test_scan_is_alerted_live_with_the_frames_detect_finds_in_a_file(
     path = file_capture.stop(settle=0.2)
     rows = decode(path)
     offline = [a.to_dict() for a in run_rules(rules, _batches(path))]
-    assert [(a["rule"], a["frames"]) for a in offline] == [(a["rule"], a["frames"]) for a in alerts]
+    assert [a["rule"] for a in offline] == [a["rule"] for a in alerts]
+    # The file capture started first, so it may number a few stray loopback frames before the
+    # sensor's first: the same frames, shifted by one constant.
+    shift = min(offline[0]["frames"]) - min(alerts[0]["frames"])
+    assert shift >= 0
+    assert [a["frames"] for a in offline] == [[f + shift for f in a["frames"]] for a in alerts]
     requests = {r["frame"]: r for r in rows if r["direction"] == "request"}
-    assert scan["frames"], scan
-    for frame in scan["frames"]:  # each evidence frame is a Modbus request from the scanner
+    scan_frames = next(a["frames"] for a in offline if a["rule"] == SCAN_RULE)
+    assert scan_frames, scan
+    for frame in scan_frames:  # each evidence frame is a Modbus request from the scanner
         assert isinstance(frame, int) and requests[frame]["src"] == CLIENT
         assert requests[frame]["dst"] == HOST
-    assert {requests[f]["function_code"] for f in scan["frames"]} >= set(range(1, 9))
+    assert {requests[f]["function_code"] for f in scan_frames} >= set(range(1, 9))
     assert any("1 capture(s)" in line and "operations" in line for line in sensor.lines)
 
     # what the sensor reported is recorded in the ledger, alert by alert
