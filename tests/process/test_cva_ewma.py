@@ -134,3 +134,32 @@ def test_restart_scores_an_empty_frame() -> None:
     train = linear_plant(600, 0)
     det = CVADetector(ewma=0.2, keep_raw=True, restart=2).fit(train)
     assert det.score(Frame(train.tags, train.values[:0])).shape == (0,)
+
+
+def test_blocks_of_rows_give_the_scores_of_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long history is projected, squared and filtered in blocks of rows (memory): blocks of
+    97 rows, with filter clipping and the variance chart on, score as one block does."""
+    import interlock.detect.process.cva as cva
+
+    train, held_back = linear_plant(3000, 100), linear_plant(1200, 200)
+    test = changed(held_back, np.full(30, 15.0))
+    params = {"ewma": 0.2, "keep_raw": True, "restart": 10, "var_ewma": 0.05}
+    whole = CVADetector(**params).fit(train)
+    monkeypatch.setattr(cva, "BLOCK_ROWS", 97)
+    assert len(cva._blocks(len(train))) == 31
+    blocked = CVADetector(**params).fit(train)
+    # BLAS rounds a 97-row product differently from a 3000-row one: equal to the last bits.
+    np.testing.assert_allclose(blocked.limits_, whole.limits_, rtol=1e-9)
+    np.testing.assert_allclose(blocked.score(test), whole.score(test), rtol=1e-9)
+    np.testing.assert_array_equal(blocked.predict(test), whole.predict(test))
+    assert whole.predict(test)[SHIFT : SHIFT + 30].all()
+    np.testing.assert_allclose(blocked.explain(test, SHIFT)[0][1], whole.explain(test, SHIFT)[0][1], rtol=1e-9)
+
+
+def test_blocks_are_equal_in_size_and_cover_the_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import interlock.detect.process.cva as cva
+
+    monkeypatch.setattr(cva, "BLOCK_ROWS", 100)
+    assert cva._blocks(0) == [] and cva._blocks(100) == [(0, 100)]
+    blocks = cva._blocks(1001)  # not 10 of 100 and one of 1: 11 of 91
+    assert [b - a for a, b in blocks] == [91] * 10 + [91] and blocks[0][0] == 0 and blocks[-1][1] == 1001

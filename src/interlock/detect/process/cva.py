@@ -49,6 +49,11 @@ drifted far enough to alarm on 12% of the rows. Its memory of a large deviation 
 times the raw limit (default 10, on: the log of a 200-fold statistic would otherwise stay over
 the limit for tens of rows after the deviation ended); the mean charts keep theirs by default.
 A missing reading (NaN) counts as the tag's training mean, so it cannot blind the filters.
+
+Memory: the lag rows and their canonical coordinates are (lags + 1) times the data. They are
+projected, squared and filtered in blocks of ``BLOCK_ROWS`` rows, and the filters work in place,
+so a fit peaks at a few times the data rather than 16 times (22 GB for a WADI-sized plant,
+1.2 million rows x 127 tags, on a 24 GB machine).
 """
 
 from __future__ import annotations
@@ -63,6 +68,25 @@ from scipy.signal import lfilter  # type: ignore[import-untyped]
 
 from interlock.detect.process.base import FloatArray, RowScorer, Standardizer
 from interlock.detect.process.dpca import HeldOutLimits, lagged, out_of_sample
+
+BLOCK_ROWS = 65_536
+
+
+def _blocks(n: int) -> list[tuple[int, int]]:
+    """Row blocks of about ``BLOCK_ROWS``, all of one size: a short last block would take BLAS's
+    small-matrix path and round differently from the rows before it. One block up to 65,536."""
+    if n <= 0:
+        return []
+    count = -(-n // BLOCK_ROWS)
+    return list(itertools.pairwise(np.linspace(0, n, count + 1).astype(int).tolist()))
+
+
+def _squared_norms(a: FloatArray, cols: slice = slice(None)) -> FloatArray:
+    """Each row's squared norm over ``cols``, a block at a time (the squares are not kept)."""
+    out = np.empty(len(a))
+    for lo, hi in _blocks(len(a)):
+        out[lo:hi] = np.sum(a[lo:hi, cols] ** 2, axis=1)
+    return out
 
 
 class _Model:
@@ -89,15 +113,20 @@ def _ewma(
     start: int,
     restarts: npt.NDArray[np.bool_] | None = None,
     caps: tuple[tuple[slice, float], ...] = (),
+    out: FloatArray | None = None,
 ) -> FloatArray:
     """Causal EWMA of the rows from ``start`` on (z = 0 before it), each row divided by the square
     root of its start-up variance factor; the rows before ``start`` are returned unchanged. At a
     row where ``restarts`` is True, each ``caps`` group of columns whose scaled squared norm is
     over its cap is shrunk onto it before the row is taken in: the memory is clipped to the
-    chart's limit, not erased, so a shift that goes on is still above it one row later."""
+    chart's limit, not erased, so a shift that goes on is still above it one row later. With
+    ``out=x`` the filter overwrites ``x``."""
     if not 0 < lam <= 1:
         raise ValueError(f"ewma must be in (0, 1], not {lam}")
-    out = np.array(x, dtype=np.float64, copy=True)
+    if out is None:
+        out = np.array(x, dtype=np.float64, copy=True)
+    elif out is not x:
+        out[...] = x
     z = np.zeros(x.shape[1])
     steps = np.arange(1, len(x) - start + 1)
     factor = lam / (2 - lam) * (1 - (1 - lam) ** (2 * steps))
@@ -111,9 +140,10 @@ def _ewma(
                 size = float(z[cols] @ z[cols]) / f
                 if size > cap:
                     z[cols] *= np.sqrt(cap / size)
-        if b > a:
-            out[a:b] = lfilter([lam], [1.0, lam - 1.0], x[a:b], axis=0, zi=((1 - lam) * z)[None, :])[0]
-            z = out[b - 1].copy()
+        for lo, hi in _blocks(b - a):  # the filter's state carries over: the same values, less memory
+            rows = slice(a + lo, a + hi)
+            out[rows] = lfilter([lam], [1.0, lam - 1.0], out[rows], axis=0, zi=((1 - lam) * z)[None, :])[0]
+            z = out[a + hi - 1].copy()
     out[start:] /= np.sqrt(factor)[:, None]
     return out
 
@@ -160,20 +190,24 @@ class CVADetector(HeldOutLimits[_Model]):
         scaler = Standardizer(x)
         z = scaler(x)
         h = self.lags
-        past = lagged(z, h)[h : len(z) - h]
+        lags = lagged(z, h)
+        past = lags[h : len(z) - h]
         future = np.hstack([z[h + i : len(z) - h + i] for i in range(1, h + 1)])
         n = max(len(past) - 1, 1)
         wp = _inv_sqrt(past.T @ past / n, self.ridge)
         wf = _inv_sqrt(future.T @ future / n, self.ridge)
         _, s, vt = np.linalg.svd(wf @ (future.T @ past / n) @ wp)
+        del past, future
         k = int(np.sum(s >= self.n_states)) if self.n_states < 1 else int(self.n_states)
         k = max(1, min(k, len(s)))
         v = vt.T  # columns: canonical directions of the whitened past
-        states = lagged(z, h) @ (wp @ v[:, :k])
+        states = lags @ (wp @ v[:, :k])
+        del lags
         # z_t from the states at t - 1 (and a constant), least squares on the training rows.
         design = np.hstack([states[h:-1], np.ones((len(z) - h - 1, 1))])
         c, *_ = np.linalg.lstsq(design, z[h + 1 :], rcond=None)
         model = _Model(scaler, wp, v, k, np.asarray(c, dtype=np.float64))
+        del z, states, design  # before scoring the rows again
         if self.var_ewma > 0:
             resid = self._raw(model, x)[0][h:, 1:]
             model.resid_mean = np.maximum(resid.mean(axis=0), 1e-12)
@@ -224,12 +258,17 @@ class CVADetector(HeldOutLimits[_Model]):
         """The raw statistics (T²s, T²r, Q), the whitened past in canonical coordinates (states
         first) and the one-step prediction error."""
         z = _finite(m.scaler(x))
-        proj = lagged(z, self.lags) @ m.project
+        proj = np.empty((len(z), m.project.shape[1]))
+        for a, b in _blocks(len(z)):  # the lag rows of a block only (they are lags + 1 times z)
+            first = max(a - self.lags, 0)
+            proj[a:b] = lagged(z[first:b], self.lags)[a - first :] @ m.project
         prev = np.vstack([proj[:1, : m.k], proj[:-1, : m.k]])
-        err = z - (prev @ m.c[:-1] + m.c[-1])  # the states one row back, and the constant
-        t2s = np.sum(proj[:, : m.k] ** 2, axis=1)
-        t2r = np.sum(proj**2, axis=1) - t2s  # v is orthogonal: |whitened past|² = |proj|²
-        return np.column_stack([t2s, np.maximum(t2r, 0.0), np.sum(err**2, axis=1)]), proj, err
+        err = prev @ m.c[:-1]  # the states one row back, and the constant; in place, as
+        err += m.c[-1]  # z - (prev @ c + c0) rounds
+        np.subtract(z, err, out=err)
+        t2s = _squared_norms(proj, slice(0, m.k))
+        t2r = _squared_norms(proj) - t2s  # v is orthogonal: |whitened past|² = |proj|²
+        return np.column_stack([t2s, np.maximum(t2r, 0.0), _squared_norms(err)]), proj, err
 
     def _vectors(self, m: _Model, x: FloatArray, start: int = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
         """The raw statistics, the whitened past in canonical coordinates (states first) and the
@@ -240,9 +279,10 @@ class CVADetector(HeldOutLimits[_Model]):
         # The rows before ``start`` only give lagged history; the filter starts at ``start``.
         restarts = self._restarts(raw, self.restart)
         caps = self.caps_ if restarts is not None else np.full(3, np.inf)
-        fp = _ewma(proj, self.ewma, start, restarts,
-                   ((slice(0, m.k), float(caps[0])), (slice(m.k, None), float(caps[1]))))  # fmt: skip
-        fe = _ewma(err, self.ewma, start, restarts, ((slice(None), float(caps[2])),))
+        # In place: proj and err are this call's own, and a copy of proj is (lags + 1) x the data.
+        groups = ((slice(0, m.k), float(caps[0])), (slice(m.k, None), float(caps[1])))
+        fp = _ewma(proj, self.ewma, start, restarts, groups, out=proj)
+        fe = _ewma(err, self.ewma, start, restarts, ((slice(None), float(caps[2])),), out=err)
         return raw, fp, fe
 
     def _charts(self, m: _Model, x: FloatArray, start: int = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -252,9 +292,9 @@ class CVADetector(HeldOutLimits[_Model]):
         filtered = none
         if self.ewma > 0:
             filtered = np.column_stack([
-                np.sum(fp[:, : m.k] ** 2, axis=1),
-                np.sum(fp[:, m.k :] ** 2, axis=1),  # v is orthogonal: the residual part of |w|²
-                np.sum(fe**2, axis=1),
+                _squared_norms(fp, slice(0, m.k)),
+                _squared_norms(fp, slice(m.k, None)),  # v is orthogonal: the residual part of |w|²
+                _squared_norms(fe),
             ])  # fmt: skip
         if self.var_ewma <= 0:
             return raw, filtered, none
