@@ -197,3 +197,15 @@ def test_a_two_valued_tag_with_fractional_values_is_learned_as_two_states() -> N
     y[:, 2] = np.where(y[:, 2] > 0, 13.0, 12.5)
     alarms = det.predict(Frame(forced.tags, y))
     assert alarms[300:340].mean() > 0.5 and alarms[:300].mean() < 0.02
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 40), (100, 160), (250, 300), (0, 300)])
+def test_a_folds_sort_order_comes_from_the_whole_columns(lo: int, hi: int) -> None:
+    """control sorts each input once; a held-out fold's order (rows lo..hi-1 left out) must be the
+    stable argsort of the fold's own rows, ties included."""
+    from interlock.detect.process.control import _without
+
+    col = np.random.default_rng(lo + hi).integers(0, 12, 300).astype(float)  # many ties
+    rest = np.concatenate([col[:lo], col[hi:]])
+    got = _without(np.argsort(col, kind="stable").astype(np.int32), lo, hi)
+    np.testing.assert_array_equal(got, np.argsort(rest, kind="stable"))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -113,9 +114,9 @@ class ControlDetector(ProcessDetector):
         cols = np.asarray(causes, dtype=np.intp)
         return np.column_stack([x[before, tag], x[np.ix_(now, cols)], x[np.ix_(before, cols)]])
 
-    def _rules(self, x: FloatArray) -> list[_Rule]:
+    def _rules(self, x: FloatArray, corr: FloatArray) -> list[_Rule]:
+        """A rule per on/off tag, from ``corr``: ``_separations`` of ``x``."""
         rules = []
-        corr = _separations(x, self.inputs_, self.actuators_)
         for j in self.actuators_:
             y = x[:, j]
             values, counts = np.unique(y, return_counts=True)
@@ -139,7 +140,7 @@ class ControlDetector(ProcessDetector):
     def _state_keys(self, x: FloatArray) -> list[bytes]:
         return [row.tobytes() for row in np.ascontiguousarray(x[:, self.actuators_])]
 
-    def _envelopes(self, x: FloatArray, tags: list[int] | None = None) -> list[_Envelope]:
+    def _envelopes(self, x: FloatArray, tags: list[int]) -> list[_Envelope]:
         """Ranges of the tags that mirror an on/off tag, for each state of all on/off tags.
 
         A pump running slower than it should (Stuxnet's frequency converters) keeps its status
@@ -152,12 +153,6 @@ class ControlDetector(ProcessDetector):
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
         out = []
-        if tags is None:
-            corr = _separations(x, self.inputs_, self.actuators_)
-            tags = [
-                j for j in self.inputs_
-                if any(corr[j, a] >= self.mirror for a in self.actuators_)
-            ]  # fmt: skip
         for j in tags:
             bounds = {}
             for key, rows in groups.items():
@@ -192,9 +187,16 @@ class ControlDetector(ProcessDetector):
 
     def _fit(self, x: FloatArray) -> None:
         self.actuators_, self.inputs_ = self._roles(x)
-        self.rules_ = self._rules(x)
-        self.envelopes_ = self._envelopes(x)
-        held_out = self._held_out_flags(x) > 0
+        # Each input's sort order, found once: the held-out folds take theirs from it.
+        orders: dict[int, npt.NDArray[np.integer]] = {}
+        if self.actuators_:
+            index = np.int32 if len(x) < 2**31 else np.int64  # half the memory of numpy's int64
+            orders = {j: np.argsort(x[:, j], kind="stable").astype(index) for j in self.inputs_}
+        corr = _separations(x, self.inputs_, self.actuators_, orders.__getitem__)
+        self.rules_ = self._rules(x, corr)
+        mirrors = [j for j in self.inputs_ if any(corr[j, a] >= self.mirror for a in self.actuators_)]
+        self.envelopes_ = self._envelopes(x, mirrors)
+        held_out = self._held_out_flags(x, orders) > 0
         # Rules join from the most to the least reliable on held-out normal rows while the rows
         # any kept rule flags stay within 1 - quantile: a rule that breaks often (a pump also run
         # by a timer, say) is dropped rather than let it alarm.
@@ -206,7 +208,7 @@ class ControlDetector(ProcessDetector):
                 self.kept_[i], any_flag = True, joined
         self.held_out_scores_ = held_out[:, self.kept_].sum(axis=1).astype(np.float64)
 
-    def _held_out_flags(self, x: FloatArray) -> FloatArray:
+    def _held_out_flags(self, x: FloatArray, orders: dict[int, npt.NDArray[np.integer]]) -> FloatArray:
         n = len(x)
         if self.folds < 2 or n < self.folds * 4 * self.min_leaf:
             return self._flags(self.rules_, self.envelopes_, x)
@@ -215,10 +217,11 @@ class ControlDetector(ProcessDetector):
 
         def fold(lo: int, hi: int) -> None:
             rest = np.vstack([x[:lo], x[hi:]])
+            corr = _separations(rest, self.inputs_, self.actuators_, lambda j: _without(orders[j], lo, hi))
             # Rare states are judged with the full-data rule: a fold cannot tell rarity apart.
             rules = [
                 _Rule(r.tag, h.tree, h.causes, h.sure, r.rare_value, r.known)
-                for r, h in zip(self.rules_, self._rules(rest), strict=True)
+                for r, h in zip(self.rules_, self._rules(rest, corr), strict=True)
             ]
             start = max(lo - 1, 0)  # one row of history for the lagged inputs
             envelopes = self._envelopes(rest, [e.tag for e in self.envelopes_])
@@ -332,12 +335,23 @@ class _ControlRows(RowScorer):
         return out
 
 
-def _separations(x: FloatArray, tags: list[int], actuators: list[int]) -> FloatArray:
+def _without(order: npt.NDArray[np.integer], lo: int, hi: int) -> npt.NDArray[np.integer]:
+    """The stable sort order of a column without its rows lo..hi-1, from the column's own:
+    the rows keep their order (by value, then by row) and the later ones move up by hi - lo."""
+    kept = order[(order < lo) | (order >= hi)]
+    return np.where(kept >= hi, kept - (hi - lo), kept)
+
+
+def _separations(
+    x: FloatArray, tags: list[int], actuators: list[int],
+    order_of: Callable[[int], npt.NDArray[np.integer]] | None = None,
+) -> FloatArray:  # fmt: skip
     """How well one threshold on tag j alone tells actuator a's two states apart, [j, a].
 
     The balanced accuracy (mean of the two states' hit rates) of the best cut, in either
     direction: 1.0 for a pump's own flow, about 0.5 for an unrelated tag. A level that drives a
     pump through a hysteresis band scores well below 1, since both states share the band.
+    ``order_of(j)``: the stable sort order of column j, if known (sorting is most of the cost).
     """
     out = np.zeros((x.shape[1], x.shape[1]))
     states = []
@@ -349,7 +363,8 @@ def _separations(x: FloatArray, tags: list[int], actuators: list[int]) -> FloatA
     if not states:
         return out
     for j in tags:
-        order = np.argsort(x[:, j], kind="stable")  # once per tag, shared by every actuator
+        # once per tag, shared by every actuator
+        order = np.argsort(x[:, j], kind="stable") if order_of is None else order_of(j)
         col = x[order, j]
         # Cut after each position where the value changes: below it "off", above it "on".
         ends = np.flatnonzero(np.diff(col) > 0)
