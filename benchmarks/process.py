@@ -16,9 +16,11 @@ One run, on this machine:
 4. with ``--wide ROWS``: a wide synthetic plant (60 coupled analog tags at 3 decimals and 10
    on/off tags, ROWS training rows and 50,000 test rows, as long as SWaT's normal week):
    fit + score time and peak memory of the ensemble, its members and the scikit-learn
-   baselines (``pca``, ``iforest``), each in its own process.
+   baselines (``pca``, ``iforest``), each in its own process. ``--tags N`` (over 70) adds
+   N - 70 analog tags from a second plant of the same kind: ``--wide 1200000 --tags 127`` is
+   as large as WADI's normal fortnight. ``--only`` limits the detectors.
 
-    python benchmarks/process.py [--shared ../shared] [--wide 400000]
+    python benchmarks/process.py [--shared ../shared] [--wide 400000 [--tags 70] [--only ensemble,pca]]
 """
 
 from __future__ import annotations
@@ -146,7 +148,22 @@ def wide_plant(rows: int, seed: int) -> Any:
     return np.hstack([x, (x[:, :10] > 0.3).astype(float)])
 
 
-def wide(rows: int) -> list[tuple[str, float, float, float, int]]:
+WIDE_DETECTORS = ("pca", "iforest", "replay", "cva", "control", "frozen", "ensemble")
+
+
+def wider_plant(rows: int, seed: int, tags: int) -> Any:
+    """``wide_plant`` with ``tags`` - 70 more analog tags from a second plant (seed + 10)."""
+    import numpy as np
+
+    first = wide_plant(rows, seed)
+    if tags <= first.shape[1]:
+        return first
+    return np.hstack([first, wide_plant(rows, seed + 10)[:, : tags - first.shape[1]]])
+
+
+def wide(
+    rows: int, tags: int = 70, detectors: tuple[str, ...] = WIDE_DETECTORS
+) -> list[tuple[str, float, float, float, int]]:
     """Per detector: fit s, score s, peak RSS in GB and alarms on the 50,000 normal test rows."""
     import tempfile
 
@@ -155,9 +172,9 @@ def wide(rows: int) -> list[tuple[str, float, float, float, int]]:
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         train, test = Path(tmp) / "train.npy", Path(tmp) / "test.npy"
-        np.save(train, wide_plant(rows, 11))
-        np.save(test, wide_plant(50_000, 12))
-        for name in ("pca", "iforest", "replay", "cva", "control", "frozen", "ensemble"):
+        np.save(train, wider_plant(rows, 11, tags))
+        np.save(test, wider_plant(50_000, 12, tags))
+        for name in detectors:
             done = subprocess.run(
                 [sys.executable, "-c", WIDE_CHILD, name, str(train), str(test)],
                 capture_output=True, text=True, check=True,
@@ -171,8 +188,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     parser.add_argument("--wide", type=int, default=0, help="rows of the wide synthetic plant (0: skip)")
+    parser.add_argument("--tags", type=int, default=70, help="tags of the wide plant (at least 70)")
+    parser.add_argument("--only", default="", help="with --wide only: these detectors, comma-separated")
     args = parser.parse_args()
     console = Console()
+    if args.wide and args.only:
+        wide_table(console, args.wide, args.tags, tuple(args.only.split(",")))
+        return
     table = Table(title="Tennessee Eastman, 21 faults + normal test: train and score (wall)")
     table.add_column("detector")
     table.add_column("seconds", justify="right")
@@ -192,15 +214,19 @@ def main() -> None:
         table.add_row(name, f"{n:,}", f"{fit:.1f}", f"{score:.1f}")
     console.print(table)
     if args.wide:
-        table = Table(title=f"Wide plant: {args.wide:,} training rows x 70 tags, 50,000 test rows")
-        for col in ("detector", "fit s", "score s", "peak GB", "alarms / 50,000 normal", "fit+score / pca"):
-            table.add_column(col, justify="right")
-        rows = wide(args.wide)
-        base = next(f + s for name, f, s, _, _ in rows if name == "pca")
-        for name, fit, score, gb, alarms in rows:
-            ratio = f"{(fit + score) / base:.0f}x"
-            table.add_row(name, f"{fit:.1f}", f"{score:.1f}", f"{gb:.2f}", str(alarms), ratio)
-        console.print(table)
+        wide_table(console, args.wide, args.tags, WIDE_DETECTORS)
+
+
+def wide_table(console: Console, rows: int, tags: int, detectors: tuple[str, ...]) -> None:
+    table = Table(title=f"Wide plant: {rows:,} training rows x {tags} tags, 50,000 test rows")
+    for col in ("detector", "fit s", "score s", "peak GB", "alarms / 50,000 normal", "fit+score / pca"):
+        table.add_column(col, justify="right")
+    results = wide(rows, tags, detectors)
+    base = next((f + s for name, f, s, _, _ in results if name == "pca"), None)
+    for name, fit, score, gb, alarms in results:
+        ratio = f"{(fit + score) / base:.0f}x" if base else "-"
+        table.add_row(name, f"{fit:.1f}", f"{score:.1f}", f"{gb:.2f}", str(alarms), ratio)
+    console.print(table)
 
 
 if __name__ == "__main__":
