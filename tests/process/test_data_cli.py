@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 from pathlib import Path
@@ -336,3 +337,43 @@ def test_decimal_commas_are_read_only_where_they_cannot_be_thousands(tmp_path: P
     ambiguous.write_text('time,flow\na,"1,234"\nb,"2,000"\n')  # could be 1234 and 2000: not guessed
     with pytest.raises(DataError, match="column 'flow' is not numeric"):
         read_frame(ambiguous)
+
+
+def _rieth(path: Path, runs: list[tuple[int, np.ndarray]]) -> None:
+    """TEP runs written as Rieth et al.'s set has them: faultNumber, simulationRun, sample, then
+    xmeas_1..41 and xmv_1..11, the runs one after another in one file."""
+    names = [f"xmeas_{i}" for i in range(1, 42)] + [f"xmv_{i}" for i in range(1, 12)]
+    lines = [",".join(["faultNumber", "simulationRun", "sample", *names])]
+    for run, (fault, x) in enumerate(runs, 1):
+        for sample, row in enumerate(x, 1):
+            lines.append(",".join([str(fault), str(run), str(sample), *map(repr, row.tolist())]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_rieth_tep_layout_scores_each_run_as_its_own_file(tmp_path: Path) -> None:
+    """Many simulation runs in one file: simulationRun and sample are not tags, faultNumber is
+    the label, --fault-start counts within each run, and each run is scored from a fresh start,
+    so its alarms are those of the same run evaluated as a file of its own."""
+    from interlock.detect.process.data import read_frame as read
+
+    tep = shared("tep")
+    faults = {1: read(tep / "d01_te.dat").values, 2: read(tep / "d02_te.dat").values}
+    normal = read(tep / "d00_te.dat").values
+    _rieth(tmp_path / "train.csv", [(0, read(tep / "d00.dat").values)])
+    _rieth(tmp_path / "test.csv", [(1, faults[1]), (0, normal), (2, faults[2])])
+    out = tmp_path / "p.csv"
+    got = _eval_json(str(tmp_path / "train.csv"), str(tmp_path / "test.csv"), "--label", "faultNumber",
+                     "--fault-start", "160", "--predictions", str(out))  # fmt: skip
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 * 960 and rows[160]["timestamp"] == "1/161" and rows[-1]["timestamp"] == "3/960"
+    assert [(a["start"], len(a["tags"]) > 0) for a in got["attacks"]] == [(160, True), (2080, True)]
+    assert all(t.startswith(("xmeas_", "xmv_")) for a in got["attacks"] for t in a["tags"])
+    for run, name in ((0, "d01_te.dat"), (1, "d00_te.dat"), (2, "d02_te.dat")):
+        alone = tmp_path / f"{name}.csv"
+        _eval_json(str(tep / "d00.dat"), str(tep / name), "--fault-start", "160", "--predictions", str(alone))
+        expected = [r["alarm"] for r in csv.DictReader(alone.open())]
+        assert [r["alarm"] for r in rows[run * 960 : (run + 1) * 960]] == expected, name
+    # Without --label, faultNumber would be a tag that hands the answer to every detector.
+    result = CliRunner().invoke(main, ["eval", "process", str(tmp_path / "train.csv"),
+                                       str(tmp_path / "test.csv"), "--fault-start", "160"])  # fmt: skip
+    assert result.exit_code == 2 and "'faultNumber' looks like ground truth" in result.output

@@ -10,6 +10,7 @@ test label ever sets it.
 from __future__ import annotations
 
 import inspect
+import itertools
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -27,6 +28,9 @@ class Frame:
     values: FloatArray  # shape (rows, len(tags))
     timestamps: tuple[str, ...] | None = None
     label: npt.NDArray[np.int8] | None = None  # 1 = attack/fault, 0 = normal
+    # Several simulation runs in one file (the Rieth et al. TEP set's simulationRun): the run of
+    # each row. Each run is scored from a fresh start, as its own file would be.
+    runs: npt.NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         if self.values.ndim != 2 or self.values.shape[1] != len(self.tags):
@@ -42,7 +46,16 @@ class Frame:
             self.values[start:stop],
             self.timestamps[start:stop] if self.timestamps is not None else None,
             self.label[start:stop] if self.label is not None else None,
+            self.runs[start:stop] if self.runs is not None else None,
         )
+
+    def run_bounds(self) -> list[tuple[int, int]]:
+        """Row ranges of the runs, in order (one range when the frame has no runs)."""
+        if self.runs is None or len(self) == 0:
+            return [(0, len(self))]
+        cuts = np.flatnonzero(np.diff(self.runs) != 0) + 1
+        edges = [0, *cuts.tolist(), len(self)]
+        return list(itertools.pairwise(edges))
 
 
 @dataclass(frozen=True)

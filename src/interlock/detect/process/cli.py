@@ -39,7 +39,9 @@ TEP_PCA_BASELINE = {
 TEP_PCA_FALSE_ALARM = 6.13
 TEP_FAULT_START = 160  # the fault is introduced at sample 161 (1-based)
 # Column names public data sets give their ground truth (BATADAL, SWaT, HAI, WADI, generic).
-LABEL_NAMES = frozenset({"att_flag", "attack", "label", "normal/attack", "anomaly", "fault", "class"})
+LABEL_NAMES = frozenset(
+    {"att_flag", "attack", "label", "normal/attack", "anomaly", "fault", "class", "faultnumber"}
+)
 
 
 def _fail(message: str) -> None:
@@ -139,11 +141,12 @@ def process(
     except DataError as exc:
         _fail(str(exc))
         return
-    if (windows is not None or label_file is not None) and label is None:
+    if (windows is not None or label_file is not None or fault_start is not None) and label is None:
         truthy = [t for t in test_frame.tags if t.lower() in LABEL_NAMES]
         if truthy:
+            given = "--fault-start" if fault_start is not None else "the windows"
             _fail(f"{test}: column {truthy[0]!r} looks like ground truth: name it with --label "
-                  "so it is left out of the tags (the windows stay the truth)")  # fmt: skip
+                  f"so it is left out of the tags ({given} still applies)")  # fmt: skip
     # Per-stage attack columns beside the label (HAI's attack_P1..P3 next to attack) are ground
     # truth too: left in as tags they would hand the answer to any detector.
     left_out = sorted(_label_like(label, set(train_frame.tags) | set(test_frame.tags)))
@@ -162,7 +165,7 @@ def process(
         _fail(f"{test}: no ground truth: name the label column with --label, or give --fault-start")
         return
     _fit(det, train_frame, detector)
-    scores = det.score(test_frame)
+    scores = _score_runs(det, test_frame)
     alarm = (scores > det.threshold_).astype(np.int8)
     report = evaluate(test_frame.label, alarm)
     eta = etapr(test_frame.label, alarm) if report.episodes else None
@@ -193,9 +196,18 @@ def process(
             click.echo(f"ground truth: the attack windows of {windows}")
 
 
+def _score_runs(det: ProcessDetector, frame: Frame) -> np.ndarray:
+    """Scores of ``frame``, each of its simulation runs scored from a fresh start (lag rows,
+    filters): the first rows of a run are not the continuation of the run before."""
+    bounds = frame.run_bounds()
+    if len(bounds) == 1:
+        return det.score(frame)
+    return np.concatenate([det.score(frame.rows(a, b)) for a, b in bounds])
+
+
 def _drop(frame: Frame, tag: str) -> Frame:
     keep = [i for i, t in enumerate(frame.tags) if t != tag]
-    return Frame(tuple(frame.tags[i] for i in keep), frame.values[:, keep], frame.timestamps, frame.label)
+    return replace(frame, tags=tuple(frame.tags[i] for i in keep), values=frame.values[:, keep])
 
 
 def _label_like(label: str | None, tags: set[str]) -> set[str]:
@@ -210,10 +222,15 @@ def _blame(det: ProcessDetector, frame: Frame, report: Report) -> list[list[str]
     """For each detected attack, the three tags blamed at its first alarm (as ``explain`` ranks
     them), from one blame call over all those rows: a call per attack scored the frame again
     each time (50 attacks in a 400,000-row file: 50 passes)."""
-    rows = [e.detected_at for e in report.episodes if e.detected_at is not None]
-    if not rows:
+    rows = np.asarray([e.detected_at for e in report.episodes if e.detected_at is not None], dtype=np.intp)
+    if not rows.size:
         return [[] for _ in report.episodes]
-    weights = iter(det._blame(frame.values, np.asarray(rows, dtype=np.intp)))
+    parts = []
+    for start, stop in frame.run_bounds():  # each run from a fresh start, as it was scored
+        mine = rows[(rows >= start) & (rows < stop)]
+        if mine.size:
+            parts.append(det._blame(frame.values[start:stop], mine - start))
+    weights = iter(np.vstack(parts))
     out: list[list[str]] = []
     for e in report.episodes:
         if e.detected_at is None:

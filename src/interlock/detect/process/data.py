@@ -23,6 +23,9 @@ import pyarrow.parquet as pq
 from interlock.detect.process.base import Frame
 
 TIMESTAMP_NAMES = ("timestamp", "time", "datetime", "date", "t_stamp")
+# The run of each row when one file holds many simulation runs (Rieth et al.'s TEP set:
+# faultNumber, simulationRun, sample, then the 52 variables).
+RUN_NAMES = frozenset({"simulationrun", "simulation_run", "run_id", "runid"})
 
 
 class DataError(ValueError):
@@ -33,7 +36,9 @@ def read_frame(
     path: Path, label: str | None = None, fault_start: int | None = None, require_label: bool = True
 ) -> Frame:
     """Read ``path``; ``label`` names the attack column (which must be there unless not
-    ``require_label``); ``fault_start`` labels rows from N on."""
+    ``require_label``); ``fault_start`` labels rows from N on (N rows into each run, in a file of
+    several runs; with ``label`` too, only in the rows the label marks: a faulty run's rows
+    before its fault is introduced are normal)."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     name = path.name.lower()
@@ -54,8 +59,14 @@ def read_frame(
         if not 0 <= fault_start <= len(frame):
             raise DataError(f"{path}: --fault-start {fault_start} is outside the {len(frame)} rows")
         lab = np.zeros(len(frame), dtype=np.int8)
-        lab[fault_start:] = 1
-        frame = Frame(frame.tags, frame.values, frame.timestamps, lab)
+        for start, stop in frame.run_bounds():
+            if fault_start > stop - start and frame.runs is not None:
+                raise DataError(f"{path}: --fault-start {fault_start} is past the end of run "
+                                f"{frame.runs[start]} ({stop - start} rows)")  # fmt: skip
+            lab[start + fault_start : stop] = 1
+        if frame.label is not None:
+            lab &= frame.label
+        frame = replace(frame, label=lab)
     if len(frame) == 0:
         raise DataError(f"{path}: no data rows")
     return frame
@@ -144,7 +155,7 @@ def aligned(frame: Frame, tags: tuple[str, ...]) -> Frame | None:
         wanted = [key(t) for t in tags]
         if len(mine) == len(frame.tags) == len(set(wanted)) == len(tags) and set(mine) == set(wanted):
             cols = [mine[w] for w in wanted]
-            return Frame(tags, np.ascontiguousarray(frame.values[:, cols]), frame.timestamps, frame.label)
+            return replace(frame, tags=tags, values=np.ascontiguousarray(frame.values[:, cols]))
     return None
 
 
@@ -180,8 +191,16 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
     lab = None
     if label is not None and label in names:
         lab = _label(path, label, table.column(label))
-    counters = [n for n in names if _is_row_counter(n, table)]
-    tags = [n for n in names if n not in stamps and n != label and n not in counters]
+    run = next((n for n in names if n.lower() in RUN_NAMES and n != label), None)
+    runs = None if run is None else _runs(path, run, table.column(run))
+    counters = [n for n in names if _is_row_counter(n, table, runs)]
+    if runs is not None and timestamps is None:
+        # run/sample: unique across the file, as --windows and --predictions need
+        within = next((table.column(n).to_pylist() for n in counters if n.lower() == "sample"), None)
+        if within is None:
+            within = np.concatenate([np.arange(1, b - a + 1) for a, b in _bounds(runs)]).tolist()
+        timestamps = tuple(f"{r}/{s}" for r, s in zip(runs.tolist(), within, strict=True))
+    tags = [n for n in names if n not in stamps and n != label and n not in counters and n != run]
     if not tags:
         raise DataError(f"{path}: no tag columns besides timestamp and label")
     cols = []
@@ -199,7 +218,18 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
         cols.append(np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64))
     x = np.column_stack(cols) if cols else np.empty((table.num_rows, 0))
     _check_finite(path, x, tags)
-    return Frame(tuple(tags), x, timestamps, lab)
+    return Frame(tuple(tags), x, timestamps, lab, runs)
+
+
+def _runs(path: Path, name: str, col: pa.ChunkedArray) -> np.ndarray:
+    raw = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64) if not col.null_count else None
+    if raw is None or not np.all(np.isfinite(raw)) or np.any(raw != np.rint(raw)):
+        raise DataError(f"{path}: run column {name!r} must hold whole numbers in every row")
+    return raw.astype(np.int64)
+
+
+def _bounds(runs: np.ndarray) -> list[tuple[int, int]]:
+    return Frame(("run",), np.zeros((len(runs), 1)), runs=runs).run_bounds()
 
 
 def _decimal_commas(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -243,18 +273,21 @@ def _label(path: Path, name: str, col: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(raw > 0, dtype=np.int8)
 
 
-ROW_COUNTER_NAMES = frozenset({"", "row", "index", "id", "unnamed: 0", "no", "no."})
+ROW_COUNTER_NAMES = frozenset({"", "row", "index", "id", "unnamed: 0", "no", "no.", "sample"})
 
 
-def _is_row_counter(name: str, table: pa.Table) -> bool:
-    """A row number written beside the data (pandas' unnamed index, WADI's "Row"): named like
-    one and counting up by one a row. As a tag it would put every later file out of range."""
+def _is_row_counter(name: str, table: pa.Table, runs: np.ndarray | None = None) -> bool:
+    """A row number written beside the data (pandas' unnamed index, WADI's "Row", the sample
+    number within each run of a TEP file): named like one and counting up by one a row (within
+    each run). As a tag it would put every later file out of range."""
     if name.lower() not in ROW_COUNTER_NAMES or table.num_rows < 2:
         return False
     col = table.column(name)
     if not pa.types.is_integer(col.type) or col.null_count:
         return False
     steps = np.diff(np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64))
+    if runs is not None:
+        steps = steps[np.diff(runs) == 0]  # a new run starts its count again
     return bool(np.all(steps == 1))
 
 
@@ -371,6 +404,6 @@ def common_resolution(train: Frame, test: Frame) -> tuple[Frame, Frame, dict[str
         for j, tag in enumerate(frame.tags):
             if tag in changed:
                 x[:, j] = np.round(x[:, j], changed[tag])
-        return Frame(frame.tags, x, frame.timestamps, frame.label)
+        return replace(frame, values=x)
 
     return rounded(train), rounded(test), changed
