@@ -191,6 +191,11 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=70, help="tags of the wide plant (at least 70)")
     parser.add_argument("--only", default="", help="with --wide only: these detectors, comma-separated")
     args = parser.parse_args()
+    if not 70 <= args.tags <= 130:
+        parser.error(f"--tags {args.tags}: give 70 to 130 (10 on/off tags and up to 120 analog ones)")
+    unknown = [d for d in args.only.split(",") if args.only and d not in WIDE_DETECTORS]
+    if unknown or (args.only and not args.wide):
+        parser.error(f"--only goes with --wide and takes {', '.join(WIDE_DETECTORS)}")
     console = Console()
     if args.wide and args.only:
         wide_table(console, args.wide, args.tags, tuple(args.only.split(",")))

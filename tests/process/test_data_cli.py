@@ -377,3 +377,27 @@ def test_rieth_tep_layout_scores_each_run_as_its_own_file(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["eval", "process", str(tmp_path / "train.csv"),
                                        str(tmp_path / "test.csv"), "--fault-start", "160"])  # fmt: skip
     assert result.exit_code == 2 and "'faultNumber' looks like ground truth" in result.output
+
+
+def test_runs_written_as_floats_or_text_and_a_run_that_comes_back(tmp_path: Path) -> None:
+    """Found in review: a converted file writes sample 1.0, 2.0 (still a counter, not a tag);
+    runs may be named in text; a run split in two blocks is refused (its rows' run/sample
+    timestamps would repeat, and --windows would match the later copy)."""
+    rng = np.random.default_rng(0)
+    lines = ["faultNumber,run_id,sample,a,b"]
+    for run in ("batch-7", "batch-8"):
+        for i in range(1, 31):
+            lines.append(f"0,{run},{float(i)},{rng.normal():.4f},{rng.normal():.4f}")
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join(lines) + "\n")
+    frame = read_frame(path, label="faultNumber", fault_start=20)
+    assert frame.tags == ("a", "b") and frame.run_bounds() == [(0, 30), (30, 60)]
+    assert frame.timestamps is not None and frame.timestamps[30] == "batch-8/1"
+    assert frame.label is not None and not frame.label.any()  # faultNumber 0: no faulty run
+    assert read_frame(path, fault_start=20).label.tolist() == ([0] * 20 + [1] * 10) * 2  # type: ignore[union-attr]
+    with pytest.raises(DataError, match="past the end of run"):
+        read_frame(path, fault_start=31)
+    back = tmp_path / "back.csv"
+    back.write_text("\n".join([*lines[:61], *lines[1:11]]) + "\n")  # batch-7 again after batch-8
+    with pytest.raises(DataError, match=r"run 'batch-7' of column 'run_id' comes back at data row 61"):
+        read_frame(back)

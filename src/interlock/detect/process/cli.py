@@ -74,7 +74,11 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
 @click.argument("train", type=click.Path(path_type=Path))
 @click.argument("test", type=click.Path(path_type=Path))
 @click.option("--label", help="Attack label column (1 = attack) in TEST; set aside in TRAIN.")
-@click.option("--fault-start", type=int, help="TEST rows from N on (counting from 0) are faulty.")
+@click.option(
+    "--fault-start", type=int,
+    help="TEST rows from N on (counting from 0; in each run of a file of several) are faulty; with "
+    "--label, only in the rows the label marks.",
+)  # fmt: skip
 @click.option(
     "--windows", type=click.Path(path_type=Path),
     help="Ground truth as attack windows: a CSV of start,end timestamps (inclusive), written as "
@@ -144,7 +148,7 @@ def process(
     if (windows is not None or label_file is not None or fault_start is not None) and label is None:
         truthy = [t for t in test_frame.tags if t.lower() in LABEL_NAMES]
         if truthy:
-            given = "--fault-start" if fault_start is not None else "the windows"
+            given = "--windows" if windows else "--label-file" if label_file else "--fault-start"
             _fail(f"{test}: column {truthy[0]!r} looks like ground truth: name it with --label "
                   f"so it is left out of the tags ({given} still applies)")  # fmt: skip
     # Per-stage attack columns beside the label (HAI's attack_P1..P3 next to attack) are ground
@@ -180,6 +184,7 @@ def process(
     if as_json:
         truth = (
             f"windows {windows.name}" if windows else f"labels {label_file.name}" if label_file
+            else f"column {label}, rows {fault_start}- of each run" if label and fault_start is not None
             else f"column {label}" if label else f"rows {fault_start}-"
         )  # fmt: skip
         extra = {"ground_truth": truth, "rounded": rounded, "label_columns_left_out": left_out}

@@ -73,8 +73,9 @@ BLOCK_ROWS = 65_536
 
 
 def _blocks(n: int) -> list[tuple[int, int]]:
-    """Row blocks of about ``BLOCK_ROWS``, all of one size: a short last block would take BLAS's
-    small-matrix path and round differently from the rows before it. One block up to 65,536."""
+    """Row blocks of about ``BLOCK_ROWS``, differing by one row at most (a short last block would
+    take BLAS's small-matrix path); one block up to ``BLOCK_ROWS``. Above it the products may
+    round differently in the last bits (1e-13) from one product over every row."""
     if n <= 0:
         return []
     count = -(-n // BLOCK_ROWS)

@@ -192,14 +192,18 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
     if label is not None and label in names:
         lab = _label(path, label, table.column(label))
     run = next((n for n in names if n.lower() in RUN_NAMES and n != label), None)
-    runs = None if run is None else _runs(path, run, table.column(run))
+    runs, run_names = (None, []) if run is None else _runs(path, run, table.column(run))
     counters = [n for n in names if _is_row_counter(n, table, runs)]
     if runs is not None and timestamps is None:
-        # run/sample: unique across the file, as --windows and --predictions need
-        within = next((table.column(n).to_pylist() for n in counters if n.lower() == "sample"), None)
-        if within is None:
+        # run/sample: unique across the file (a run cannot come back), as --windows and
+        # --predictions need
+        sample = next((n for n in counters if n.lower() == "sample"), None)
+        numbers = None if sample is None else _whole(table.column(sample))
+        if numbers is not None:
+            within = numbers.astype(np.int64).tolist()
+        else:
             within = np.concatenate([np.arange(1, b - a + 1) for a, b in _bounds(runs)]).tolist()
-        timestamps = tuple(f"{r}/{s}" for r, s in zip(runs.tolist(), within, strict=True))
+        timestamps = tuple(f"{run_names[r]}/{i}" for r, i in zip(runs.tolist(), within, strict=True))
     tags = [n for n in names if n not in stamps and n != label and n not in counters and n != run]
     if not tags:
         raise DataError(f"{path}: no tag columns besides timestamp and label")
@@ -221,11 +225,32 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
     return Frame(tuple(tags), x, timestamps, lab, runs)
 
 
-def _runs(path: Path, name: str, col: pa.ChunkedArray) -> np.ndarray:
-    raw = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64) if not col.null_count else None
-    if raw is None or not np.all(np.isfinite(raw)) or np.any(raw != np.rint(raw)):
-        raise DataError(f"{path}: run column {name!r} must hold whole numbers in every row")
-    return raw.astype(np.int64)
+def _runs(path: Path, name: str, col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Each row's run as the index of its run in the file, and the runs' names as written
+    (numbers or text: 3, "batch-3"). A run must be one block of rows."""
+    if col.null_count:
+        raise DataError(f"{path}: run column {name!r} has {col.null_count} empty values")
+    whole = _whole(col)
+    values = [str(int(v)) for v in whole] if whole is not None else [str(v).strip() for v in col.to_pylist()]
+    starts = [0] + [i for i in range(1, len(values)) if values[i] != values[i - 1]]
+    names = [values[i] for i in starts]
+    if len(set(names)) < len(names):
+        again = next(i for i in starts if values[i] in {values[j] for j in starts if j < i})
+        raise DataError(f"{path}: run {values[again]!r} of column {name!r} comes back at data row "
+                        f"{again + 1}: sort the file by run")  # fmt: skip
+    runs = np.zeros(len(values), dtype=np.int64)
+    runs[starts[1:]] = 1
+    return np.cumsum(runs), names
+
+
+def _whole(col: pa.ChunkedArray) -> np.ndarray | None:
+    """A numeric column of whole numbers as float64 (1 and 1.0 alike), else None."""
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)) or col.null_count:
+        return None
+    raw = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if not np.all(np.isfinite(raw)) or np.any(raw != np.rint(raw)):
+        return None
+    return raw
 
 
 def _bounds(runs: np.ndarray) -> list[tuple[int, int]]:
@@ -282,10 +307,10 @@ def _is_row_counter(name: str, table: pa.Table, runs: np.ndarray | None = None) 
     each run). As a tag it would put every later file out of range."""
     if name.lower() not in ROW_COUNTER_NAMES or table.num_rows < 2:
         return False
-    col = table.column(name)
-    if not pa.types.is_integer(col.type) or col.null_count:
+    raw = _whole(table.column(name))  # 1, 2, 3 or 1.0, 2.0, 3.0 (a table converted through pandas)
+    if raw is None:
         return False
-    steps = np.diff(np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64))
+    steps = np.diff(raw)
     if runs is not None:
         steps = steps[np.diff(runs) == 0]  # a new run starts its count again
     return bool(np.all(steps == 1))
