@@ -41,6 +41,32 @@ def test_etapr_edge_cases() -> None:
         etapr(np.zeros(5), np.ones(5))
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_etapr_group_by_group_equals_one_call_on_the_whole_file(seed: int) -> None:
+    """``etapr`` hands the package one group of overlapping ranges at a time (memory: its matrix
+    is attacks x alarm ranges); the result must be the package's on the whole file."""
+    from interlock.detect.process.etapr import THETA_P, THETA_R, _load
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(50, 3000))
+    label = np.zeros(n, dtype=np.int8)
+    for _ in range(int(rng.integers(1, 12))):
+        start = int(rng.integers(0, n))
+        label[start : start + int(rng.integers(1, 200))] = 1
+    noise = rng.random(n) < rng.choice([0.0, 0.01, 0.1, 0.4])
+    alarm = ((label.astype(bool) & (rng.random(n) < rng.random())) | noise).astype(np.int8)
+    alarm[: int(rng.integers(0, 3))] = 1  # an alarm at row 0 sometimes
+    if not alarm.any():
+        alarm[n // 2] = 1
+    whole = _load().evaluate_from_ranges(preds=ranges(alarm), labels=ranges(label), theta_p=THETA_P,
+                                         theta_r=THETA_R)  # fmt: skip
+    got = etapr(label, alarm)
+    assert got.recall == pytest.approx(float(whole["eta/recall"]), abs=1e-12)
+    assert got.precision == pytest.approx(float(whole["eta/precision"]), abs=1e-12)
+    assert got.f1 == pytest.approx(float(whole["eta/f1"]), abs=1e-12)
+    assert (got.detected, got.attacks) == (int(whole["eta/detected_anomalies"]), int(whole["eta/anomalies"]))
+
+
 def _case(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The series the aeon reference values below were computed on."""
     rng = np.random.default_rng(seed)
