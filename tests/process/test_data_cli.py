@@ -368,11 +368,18 @@ def test_rieth_tep_layout_scores_each_run_as_its_own_file(tmp_path: Path) -> Non
     assert len(rows) == 3 * 960 and rows[160]["timestamp"] == "1/161" and rows[-1]["timestamp"] == "3/960"
     assert [(a["start"], len(a["tags"]) > 0) for a in got["attacks"]] == [(160, True), (2080, True)]
     assert all(t.startswith(("xmeas_", "xmv_")) for a in got["attacks"] for t in a["tags"])
+    rates = {}
     for run, name in ((0, "d01_te.dat"), (1, "d00_te.dat"), (2, "d02_te.dat")):
         alone = tmp_path / f"{name}.csv"
-        _eval_json(str(tep / "d00.dat"), str(tep / name), "--fault-start", "160", "--predictions", str(alone))
+        single = _eval_json(str(tep / "d00.dat"), str(tep / name), "--fault-start", "160",
+                            "--predictions", str(alone))  # fmt: skip
         expected = [r["alarm"] for r in csv.DictReader(alone.open())]
         assert [r["alarm"] for r in rows[run * 960 : (run + 1) * 960]] == expected, name
+        rates[name] = single["recall"]
+    # One line per fault number: fault 1's rows alarmed as d01_te's, fault 2's as d02_te's.
+    assert [(k["kind"], k["attacks"], k["detected"]) for k in got["per_kind"]] == [(1, 1, 1), (2, 1, 1)]
+    assert got["per_kind"][0]["detection_rate"] == pytest.approx(rates["d01_te.dat"])
+    assert got["per_kind"][1]["detection_rate"] == pytest.approx(rates["d02_te.dat"])
     # Without --label, faultNumber would be a tag that hands the answer to every detector.
     result = CliRunner().invoke(main, ["eval", "process", str(tmp_path / "train.csv"),
                                        str(tmp_path / "test.csv"), "--fault-start", "160"])  # fmt: skip

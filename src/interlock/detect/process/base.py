@@ -31,6 +31,9 @@ class Frame:
     # Several simulation runs in one file (the Rieth et al. TEP set's simulationRun): the run of
     # each row. Each run is scored from a fresh start, as its own file would be.
     runs: npt.NDArray[np.int64] | None = None
+    # The label column's own number per row when it names several kinds of fault (TEP's
+    # faultNumber 1..20), for a result per kind.
+    kinds: npt.NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         if self.values.ndim != 2 or self.values.shape[1] != len(self.tags):
@@ -47,6 +50,7 @@ class Frame:
             self.timestamps[start:stop] if self.timestamps is not None else None,
             self.label[start:stop] if self.label is not None else None,
             self.runs[start:stop] if self.runs is not None else None,
+            self.kinds[start:stop] if self.kinds is not None else None,
         )
 
     def run_bounds(self) -> list[tuple[int, int]]:

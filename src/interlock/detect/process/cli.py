@@ -187,7 +187,13 @@ def process(
             else f"column {label}, rows {fault_start}- of each run" if label and fault_start is not None
             else f"column {label}" if label else f"rows {fault_start}-"
         )  # fmt: skip
-        extra = {"ground_truth": truth, "rounded": rounded, "label_columns_left_out": left_out}
+        extra: dict[str, Any] = {
+            "ground_truth": truth,
+            "rounded": rounded,
+            "label_columns_left_out": left_out,
+        }
+        if test_frame.kinds is not None:
+            extra["per_kind"] = _per_kind(test_frame, alarm, report)
         click.echo(json.dumps({**_as_dict(det, report, blamed, eta, vus), **extra}))
     else:
         if left_out:
@@ -197,6 +203,8 @@ def process(
             click.echo(f"compared at the coarser resolution: {len(rounded)} tags rounded to "
                        f"{'/'.join(map(str, places))} decimals (--resolution keep: as read)")  # fmt: skip
         _print(det, test, report, blamed, eta, vus)
+        if test_frame.kinds is not None:
+            _print_kinds(label or "label", _per_kind(test_frame, alarm, report))
         if windows is not None:
             click.echo(f"ground truth: the attack windows of {windows}")
 
@@ -283,6 +291,9 @@ def _as_dict(
     }
 
 
+LISTED = 50  # attacks listed one per line in the text output
+
+
 def _print(
     det: ProcessDetector, test: Path, r: Report, blamed: list[list[str]], eta: ETaPR | None,
     vus: float | None,
@@ -301,9 +312,37 @@ def _print(
     click.echo(f"point-adjusted F1 {r.point_adjusted_f1:.3f}  (for comparison only, not a headline)")
     click.echo(f"attacks in {test.name}: {len(r.episodes)}")
     for i, (e, tags) in enumerate(zip(r.episodes, blamed, strict=True), 1):
+        if i > LISTED and len(r.episodes) > LISTED + 1:
+            click.echo(f"  ... {len(r.episodes) - LISTED} more (--json lists them all)")
+            break
         when = "missed" if e.detected_at is None else f"detected after {e.time_to_detect} rows"
         who = f"  tags: {', '.join(tags)}" if tags else ""
         click.echo(f"  {i}. rows {e.start}-{e.stop - 1} ({e.duration} rows): {when}{who}")
+
+
+def _per_kind(frame: Frame, alarm: np.ndarray, r: Report) -> list[dict[str, Any]]:
+    """Per value of the label (each TEP fault): attacks, detected, the share of its attack rows
+    alarmed and the mean time to detect of the detected ones."""
+    assert frame.kinds is not None and frame.label is not None
+    out = []
+    for kind in sorted(int(k) for k in np.unique(frame.kinds[frame.label == 1])):
+        rows = (frame.kinds == kind) & (frame.label == 1)
+        mine = [e for e in r.episodes if frame.kinds[e.start] == kind]
+        found = [e.time_to_detect for e in mine if e.detected_at is not None]
+        out.append({
+            "kind": kind, "attacks": len(mine), "detected": len(found),
+            "detection_rate": float(alarm[rows].mean()),
+            "mean_time_to_detect": float(np.mean(found)) if found else None,
+        })  # fmt: skip
+    return out
+
+
+def _print_kinds(label: str, kinds: list[dict[str, Any]]) -> None:
+    click.echo(f"per {label} value: attacks, detected, attack rows alarmed, mean time to detect (rows)")
+    for k in kinds:
+        ttd = "-" if k["mean_time_to_detect"] is None else f"{k['mean_time_to_detect']:.1f}"
+        click.echo(f"  {k['kind']:>4}  {k['attacks']:>5}  {k['detected']:>5}  "
+                   f"{100 * k['detection_rate']:6.2f}%  {ttd:>7}")  # fmt: skip
 
 
 def _write_predictions(path: Path, frame: Frame, scores: np.ndarray, alarm: np.ndarray) -> None:

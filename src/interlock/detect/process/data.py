@@ -188,9 +188,10 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
                 raise DataError(f"{path}: column {stamp!r} has {col.null_count} empty timestamps")
             texts.append([str(v).strip() for v in col.to_pylist()])
         timestamps = tuple(" ".join(parts) for parts in zip(*texts, strict=True))
-    lab = None
+    lab = kinds = None
     if label is not None and label in names:
         lab = _label(path, label, table.column(label))
+        kinds = _kinds(label, table.column(label))
     run = next((n for n in names if n.lower() in RUN_NAMES and n != label), None)
     runs, run_names = (None, []) if run is None else _runs(path, run, table.column(run))
     counters = [n for n in names if _is_row_counter(n, table, runs)]
@@ -222,7 +223,7 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
         cols.append(np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64))
     x = np.column_stack(cols) if cols else np.empty((table.num_rows, 0))
     _check_finite(path, x, tags)
-    return Frame(tuple(tags), x, timestamps, lab, runs)
+    return Frame(tuple(tags), x, timestamps, lab, runs, kinds)
 
 
 def _runs(path: Path, name: str, col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
@@ -296,6 +297,15 @@ def _label(path: Path, name: str, col: pa.ChunkedArray) -> np.ndarray:
     if minus_one or (set(np.unique(raw)) == {-1.0, 1.0}):
         return np.asarray(raw == -1, dtype=np.int8)
     return np.asarray(raw > 0, dtype=np.int8)
+
+
+def _kinds(name: str, col: pa.ChunkedArray) -> np.ndarray | None:
+    """The label's numbers per row when it has several positive whole values (TEP's faultNumber:
+    0 normal, 1..20 the fault), else None; not in the -1/1 convention."""
+    raw = _whole(col)
+    if raw is None or "-1:attack" in "".join(name.split()).lower():
+        return None
+    return raw.astype(np.int64) if len(np.unique(raw[raw > 0])) > 1 else None
 
 
 ROW_COUNTER_NAMES = frozenset({"", "row", "index", "id", "unnamed: 0", "no", "no.", "sample"})
