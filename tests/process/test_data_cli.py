@@ -408,3 +408,33 @@ def test_runs_written_as_floats_or_text_and_a_run_that_comes_back(tmp_path: Path
     back.write_text("\n".join([*lines[:61], *lines[1:11]]) + "\n")  # batch-7 again after batch-8
     with pytest.raises(DataError, match=r"run 'batch-7' of column 'run_id' comes back at data row 61"):
         read_frame(back)
+
+
+def test_rieth_faulty_files_number_their_runs_again_for_each_fault(tmp_path: Path) -> None:
+    """Found in review: Rieth's faulty files count simulationRun 1..500 again for each fault, so
+    run 1 comes back; named by fault and run ("2/1") the runs stay apart. Without --fault-start
+    a faulty run is labelled from its first row; the fault-1 run and the fault-2 run after it
+    are still two attacks, one per fault, and an attack never goes on into the next run."""
+    from interlock.detect.process.data import read_frame as read
+
+    tep = shared("tep")
+    x = {f: read(tep / f"d0{f}_te.dat").values[:300] for f in (0, 1, 2)}
+    train = tmp_path / "train.csv"
+    _rieth(train, [(0, read(tep / "d00.dat").values)])
+    lines = train.read_text().splitlines()[:1]
+    for fault, run in ((1, 1), (1, 2), (2, 1), (0, 1)):  # run 1 of fault 1, of fault 2, normal
+        for i, row in enumerate(x[fault], 1):
+            lines.append(f"{fault},{run},{i}," + ",".join(map(repr, row.tolist())))
+    test = tmp_path / "faulty.csv"
+    test.write_text("\n".join(lines) + "\n")
+    frame = read(test, label="faultNumber")
+    assert frame.run_bounds() == [(0, 300), (300, 600), (600, 900), (900, 1200)]
+    assert frame.timestamps is not None and frame.timestamps[600] == "2/1/1"
+    got = _eval_json(str(train), str(test), "--label", "faultNumber")
+    assert [(a["start"], a["stop"]) for a in got["attacks"]] == [(0, 300), (300, 600), (600, 900)]
+    assert [(k["kind"], k["attacks"]) for k in got["per_kind"]] == [(1, 2), (2, 1)]
+    # Windows replace the label: the fault numbers no longer describe the truth.
+    windows = tmp_path / "w.csv"
+    windows.write_text("1/1/100,1/1/300\n")
+    assert "per_kind" not in _eval_json(str(train), str(test), "--label", "faultNumber",
+                                        "--windows", str(windows))  # fmt: skip

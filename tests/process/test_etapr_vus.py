@@ -41,10 +41,11 @@ def test_etapr_edge_cases() -> None:
         etapr(np.zeros(5), np.ones(5))
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_etapr_group_by_group_equals_one_call_on_the_whole_file(seed: int) -> None:
     """``etapr`` hands the package one group of overlapping ranges at a time (memory: its matrix
-    is attacks x alarm ranges); the result must be the package's on the whole file."""
+    is attacks x alarm ranges); the result must be the package's on the whole file, at the
+    default thetas and at others, 0 included (the review: there an untouched attack scores 0.5)."""
     from interlock.detect.process.etapr import THETA_P, THETA_R, _load
 
     rng = np.random.default_rng(seed)
@@ -58,13 +59,27 @@ def test_etapr_group_by_group_equals_one_call_on_the_whole_file(seed: int) -> No
     alarm[: int(rng.integers(0, 3))] = 1  # an alarm at row 0 sometimes
     if not alarm.any():
         alarm[n // 2] = 1
-    whole = _load().evaluate_from_ranges(preds=ranges(alarm), labels=ranges(label), theta_p=THETA_P,
-                                         theta_r=THETA_R)  # fmt: skip
-    got = etapr(label, alarm)
+    theta_p, theta_r = (THETA_P, THETA_R) if seed < 20 else (float(rng.choice([0.0, 0.3, 1.0])),
+                                                             float(rng.choice([0.0, 0.5, 1.0])))  # fmt: skip
+    whole = _load().evaluate_from_ranges(preds=ranges(alarm), labels=ranges(label), theta_p=theta_p,
+                                         theta_r=theta_r)  # fmt: skip
+    got = etapr(label, alarm, theta_p, theta_r)
     assert got.recall == pytest.approx(float(whole["eta/recall"]), abs=1e-12)
     assert got.precision == pytest.approx(float(whole["eta/precision"]), abs=1e-12)
     assert got.f1 == pytest.approx(float(whole["eta/f1"]), abs=1e-12)
     assert (got.detected, got.attacks) == (int(whole["eta/detected_anomalies"]), int(whole["eta/anomalies"]))
+
+
+def test_attacks_and_alarms_are_cut_where_a_new_run_starts() -> None:
+    from interlock.detect.process.metrics import episodes, evaluate
+
+    label = _flags([(2, 9)], 12)
+    alarm = _flags([(3, 3), (7, 8)], 12)
+    assert [(e.start, e.stop, e.detected_at) for e in episodes(label, alarm, cuts=[6])] == [
+        (2, 6, 3), (6, 10, 7)]  # fmt: skip
+    assert len(evaluate(label, alarm, cuts=[6]).episodes) == 2 and len(evaluate(label, alarm).episodes) == 1
+    assert ranges(label, cuts=[6, 11]) == [(2, 5), (6, 9)]
+    assert etapr(label, alarm, cuts=[6]).attacks == 2
 
 
 def _case(seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from interlock.detect.process import (
 from interlock.detect.process.base import ProcessDetector, typed_param
 from interlock.detect.process.data import aligned, common_resolution, read_label_file, read_windows
 from interlock.detect.process.etapr import ETaPR, etapr
-from interlock.detect.process.metrics import Report, evaluate
+from interlock.detect.process.metrics import Report, episodes, evaluate
 from interlock.detect.process.vus import MAX_BUFFER, vus_pr
 
 # Yin et al., J. Process Control 22 (2012) 1567, Table 4: PCA T²/SPE detection rate %, IDV1-15.
@@ -138,10 +138,11 @@ def process(
         test_frame = read_frame(test, label=label, fault_start=fault_start)
         if windows is not None and label_file is not None:
             _fail("give the ground truth once: --windows or --label-file")
+        # The kinds are the label column's: not those of windows or a label file that replace it.
         if windows is not None:
-            test_frame = replace(test_frame, label=read_windows(windows, test_frame))
+            test_frame = replace(test_frame, label=read_windows(windows, test_frame), kinds=None)
         if label_file is not None:
-            test_frame = replace(test_frame, label=read_label_file(label_file, test_frame))
+            test_frame = replace(test_frame, label=read_label_file(label_file, test_frame), kinds=None)
     except DataError as exc:
         _fail(str(exc))
         return
@@ -171,8 +172,9 @@ def process(
     _fit(det, train_frame, detector)
     scores = _score_runs(det, test_frame)
     alarm = (scores > det.threshold_).astype(np.int8)
-    report = evaluate(test_frame.label, alarm)
-    eta = etapr(test_frame.label, alarm) if report.episodes else None
+    cuts = [start for start, _ in test_frame.run_bounds()[1:]]  # no attack goes on into the next run
+    report = evaluate(test_frame.label, alarm, cuts=cuts)
+    eta = etapr(test_frame.label, alarm, cuts=cuts) if report.episodes else None
     vus = vus_pr(test_frame.label, scores) if report.episodes else None
     blamed = _blame(det, test_frame, report)
     if predictions is not None:
@@ -193,7 +195,7 @@ def process(
             "label_columns_left_out": left_out,
         }
         if test_frame.kinds is not None:
-            extra["per_kind"] = _per_kind(test_frame, alarm, report)
+            extra["per_kind"] = _per_kind(test_frame, alarm, cuts)
         click.echo(json.dumps({**_as_dict(det, report, blamed, eta, vus), **extra}))
     else:
         if left_out:
@@ -204,7 +206,7 @@ def process(
                        f"{'/'.join(map(str, places))} decimals (--resolution keep: as read)")  # fmt: skip
         _print(det, test, report, blamed, eta, vus)
         if test_frame.kinds is not None:
-            _print_kinds(label or "label", _per_kind(test_frame, alarm, report))
+            _print_kinds(label or "label", _per_kind(test_frame, alarm, cuts))
         if windows is not None:
             click.echo(f"ground truth: the attack windows of {windows}")
 
@@ -320,14 +322,14 @@ def _print(
         click.echo(f"  {i}. rows {e.start}-{e.stop - 1} ({e.duration} rows): {when}{who}")
 
 
-def _per_kind(frame: Frame, alarm: np.ndarray, r: Report) -> list[dict[str, Any]]:
-    """Per value of the label (each TEP fault): attacks, detected, the share of its attack rows
-    alarmed and the mean time to detect of the detected ones."""
+def _per_kind(frame: Frame, alarm: np.ndarray, cuts: list[int]) -> list[dict[str, Any]]:
+    """Per value of the label (each TEP fault): attacks (its own rows, cut where runs start),
+    detected, the share of its attack rows alarmed and the mean time to detect of the detected."""
     assert frame.kinds is not None and frame.label is not None
     out = []
     for kind in sorted(int(k) for k in np.unique(frame.kinds[frame.label == 1])):
         rows = (frame.kinds == kind) & (frame.label == 1)
-        mine = [e for e in r.episodes if frame.kinds[e.start] == kind]
+        mine = episodes(rows.astype(np.int8), alarm, cuts)
         found = [e.time_to_detect for e in mine if e.detected_at is not None]
         out.append({
             "kind": kind, "attacks": len(mine), "detected": len(found),

@@ -193,7 +193,16 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
         lab = _label(path, label, table.column(label))
         kinds = _kinds(label, table.column(label))
     run = next((n for n in names if n.lower() in RUN_NAMES and n != label), None)
-    runs, run_names = (None, []) if run is None else _runs(path, run, table.column(run))
+    by = table.column(label) if lab is not None and label is not None else None
+    runs: np.ndarray | None = None
+    run_names: list[str] = []
+    if run is not None:
+        sample = next((n for n in names if n.lower() == "sample"), None)
+        counted = None if sample is None else _whole(table.column(sample))
+        # A sample counter that starts again starts a new run, even under the same run number
+        # (Rieth's faulty files: run 1 of fault 2 right after run 1 of fault 1).
+        again = set() if counted is None else set((np.flatnonzero(np.diff(counted) != 1) + 1).tolist())
+        runs, run_names = _runs(path, run, table.column(run), by, again)
     counters = [n for n in names if _is_row_counter(n, table, runs)]
     if runs is not None and timestamps is None:
         # run/sample: unique across the file (a run cannot come back), as --windows and
@@ -226,22 +235,40 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
     return Frame(tuple(tags), x, timestamps, lab, runs, kinds)
 
 
-def _runs(path: Path, name: str, col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+def _runs(
+    path: Path, name: str, col: pa.ChunkedArray, label: pa.ChunkedArray | None = None,
+    again: set[int] | frozenset[int] = frozenset(),
+) -> tuple[np.ndarray, list[str]]:  # fmt: skip
     """Each row's run as the index of its run in the file, and the runs' names as written
-    (numbers or text: 3, "batch-3"). A run must be one block of rows."""
+    (numbers or text: 3, "batch-3"). A run is one block of rows. Rieth's faulty files number
+    their runs 1..500 again for each fault: where the label is constant within every run, a run
+    is named by label and run ("3/17": fault 3, run 17), so the names stay unique. ``again``:
+    rows that start a run whatever their run number."""
     if col.null_count:
         raise DataError(f"{path}: run column {name!r} has {col.null_count} empty values")
-    whole = _whole(col)
-    values = [str(int(v)) for v in whole] if whole is not None else [str(v).strip() for v in col.to_pylist()]
-    starts = [0] + [i for i in range(1, len(values)) if values[i] != values[i - 1]]
+    values = _texts(col)
+    starts = [0] + [i for i in range(1, len(values)) if values[i] != values[i - 1] or i in again]
     names = [values[i] for i in starts]
-    if len(set(names)) < len(names):
-        again = next(i for i in starts if values[i] in {values[j] for j in starts if j < i})
-        raise DataError(f"{path}: run {values[again]!r} of column {name!r} comes back at data row "
-                        f"{again + 1}: sort the file by run")  # fmt: skip
+    if len(set(names)) < len(names) and label is not None:
+        kinds = _texts(label)
+        ends = [*starts[1:], len(values)]
+        if all(len(set(kinds[a:b])) == 1 for a, b in zip(starts, ends, strict=True)):
+            names = [f"{kinds[a]}/{n}" for a, n in zip(starts, names, strict=True)]
+    seen: set[str] = set()
+    for start, run in zip(starts, names, strict=True):
+        if run in seen:
+            raise DataError(f"{path}: run {run!r} of column {name!r} comes back at data row "
+                            f"{start + 1}: sort the file by run")  # fmt: skip
+        seen.add(run)
     runs = np.zeros(len(values), dtype=np.int64)
     runs[starts[1:]] = 1
     return np.cumsum(runs), names
+
+
+def _texts(col: pa.ChunkedArray) -> list[str]:
+    """A column's values as text, whole numbers without a decimal point (1.0 as "1")."""
+    whole = _whole(col)
+    return [str(int(v)) for v in whole] if whole is not None else [str(v).strip() for v in col.to_pylist()]
 
 
 def _whole(col: pa.ChunkedArray) -> np.ndarray | None:

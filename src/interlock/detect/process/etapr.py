@@ -28,12 +28,15 @@ import importlib
 import importlib.util
 import sys
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from interlock.detect.process.metrics import split
 
 THETA_P = 0.5
 THETA_R = 0.1
@@ -66,18 +69,21 @@ def _load() -> Any:
         sys.modules.pop("mlnext.utils", None)
 
 
-def ranges(flags: npt.ArrayLike) -> list[tuple[int, int]]:
-    """Runs of 1 as inclusive (first, last) row pairs, the form eTaPR takes."""
+def ranges(flags: npt.ArrayLike, cuts: Sequence[int] = ()) -> list[tuple[int, int]]:
+    """Runs of 1 as inclusive (first, last) row pairs, the form eTaPR takes, cut at ``cuts``."""
     padded = np.concatenate([[0], np.asarray(flags, dtype=np.int8) != 0, [0]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    spans = split(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True), cuts)
+    return [(a, b - 1) for a, b in spans]
 
 
 def etapr(
-    label: npt.ArrayLike, alarm: npt.ArrayLike, theta_p: float = THETA_P, theta_r: float = THETA_R
-) -> ETaPR:
-    """eTaPR of point-wise alarms against point-wise labels (1 = attack)."""
-    y, a = ranges(label), ranges(alarm)
+    label: npt.ArrayLike, alarm: npt.ArrayLike, theta_p: float = THETA_P, theta_r: float = THETA_R,
+    cuts: Sequence[int] = (),
+) -> ETaPR:  # fmt: skip
+    """eTaPR of point-wise alarms against point-wise labels (1 = attack); attacks and alarms are
+    cut at each row of ``cuts`` (where a new simulation run starts)."""
+    y, a = ranges(label, cuts), ranges(alarm, cuts)
     if not y:
         raise ValueError("eTaPR needs at least one attack in the labels")
     if not a:  # nothing alarmed: the package divides by the empty prediction set
@@ -86,8 +92,15 @@ def etapr(
     recall_sum = precision_sum = 0.0
     detected = 0
     for attacks, alarms in _groups(y, a):
-        if not attacks or not alarms:
-            continue  # missed attacks score 0; alarms touching no attack score 0 (their weight counts)
+        # An attack no alarm touches, an alarm that touches no attack: 0, unless its theta is 0
+        # (the package counts a share >= theta: then each scores (1 + 0) / 2).
+        if not alarms:
+            if theta_r <= 0:
+                recall_sum, detected = recall_sum + 0.5 * len(attacks), detected + len(attacks)
+            continue
+        if not attacks:
+            precision_sum += 0.5 * _weight(alarms) if theta_p <= 0 else 0.0
+            continue
         first = min(attacks[0][0], alarms[0][0])
         out = package.evaluate_from_ranges(
             preds=[(s - first, e - first) for s, e in alarms],

@@ -12,6 +12,8 @@ S_CM = (TPR + TNR) / 2. Written by hand: no maintained package implements it.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,12 +53,13 @@ class Report:
     episodes: tuple[Episode, ...]
 
 
-def episodes(label: IntArray, alarm: IntArray | None = None) -> list[Episode]:
-    """The runs of 1 in ``label``, each with its first alarm."""
+def episodes(label: IntArray, alarm: IntArray | None = None, cuts: Sequence[int] = ()) -> list[Episode]:
+    """The runs of 1 in ``label``, each with its first alarm; a run is also cut at each row of
+    ``cuts`` (where a new simulation run starts: an attack cannot go on into the next run)."""
     padded = np.concatenate([[0], np.asarray(label, dtype=np.int8), [0]])
     edges = np.flatnonzero(np.diff(padded))
     out = []
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+    for start, stop in split(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True), cuts):
         hit = None
         if alarm is not None:
             idx = np.flatnonzero(alarm[start:stop])
@@ -65,11 +68,21 @@ def episodes(label: IntArray, alarm: IntArray | None = None) -> list[Episode]:
     return out
 
 
+def split(spans: Iterable[tuple[int, int]], cuts: Sequence[int]) -> list[tuple[int, int]]:
+    """Half-open row spans [start, stop) cut at each row of ``cuts`` inside them."""
+    edges = np.asarray(sorted(cuts), dtype=np.int64)
+    out: list[tuple[int, int]] = []
+    for start, stop in spans:
+        inside = edges[(edges > start) & (edges < stop)].tolist()
+        out.extend(itertools.pairwise([start, *inside, stop]))
+    return out
+
+
 def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def evaluate(label: IntArray, alarm: IntArray, gamma: float = 0.5) -> Report:
+def evaluate(label: IntArray, alarm: IntArray, gamma: float = 0.5, cuts: Sequence[int] = ()) -> Report:
     y = np.asarray(label, dtype=bool)
     a = np.asarray(alarm, dtype=bool)
     if y.shape != a.shape:
@@ -81,7 +94,7 @@ def evaluate(label: IntArray, alarm: IntArray, gamma: float = 0.5) -> Report:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     tnr = tn / (tn + fp) if tn + fp else 1.0
-    eps = episodes(y.astype(np.int8), a.astype(np.int8))
+    eps = episodes(y.astype(np.int8), a.astype(np.int8), cuts)
     s_ttd = 1.0 - float(np.mean([e.time_to_detect / e.duration for e in eps])) if eps else 1.0
     s_cm = (recall + tnr) / 2 if eps else tnr
     # Point adjustment: every row of a detected episode counts as detected.
