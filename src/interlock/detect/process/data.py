@@ -92,7 +92,7 @@ def read_training(path: Path, label: str | None = None) -> Frame:
         if not files:
             raise DataError(f"{path}: no file matches the pattern")
     else:
-        return replace(read_frame(path, label=label, require_label=False), label=None)
+        return replace(read_frame(path, label=label, require_label=False), label=None, kinds=None)
     frames = [read_frame(f, label=label, require_label=False) for f in files]
     for i, (f, frame) in enumerate(zip(files[1:], frames[1:], strict=True), 1):
         same = aligned(frame, frames[0].tags)
