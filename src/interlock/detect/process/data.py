@@ -11,10 +11,12 @@ import csv
 import gzip
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -193,24 +195,22 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
         lab = _label(path, label, table.column(label))
         kinds = _kinds(label, table.column(label))
     run = next((n for n in names if n.lower() in RUN_NAMES and n != label), None)
-    by = table.column(label) if lab is not None and label is not None else None
+    sample = next((n for n in names if n.lower() == "sample"), None)
+    counted = None if sample is None else _whole(table.column(sample))
     runs: np.ndarray | None = None
     run_names: list[str] = []
     if run is not None:
-        sample = next((n for n in names if n.lower() == "sample"), None)
-        counted = None if sample is None else _whole(table.column(sample))
         # A sample counter that starts again starts a new run, even under the same run number
         # (Rieth's faulty files: run 1 of fault 2 right after run 1 of fault 1).
-        again = set() if counted is None else set((np.flatnonzero(np.diff(counted) != 1) + 1).tolist())
+        again = np.zeros(0, dtype=np.intp) if counted is None else np.flatnonzero(np.diff(counted) != 1) + 1
+        by = table.column(label) if lab is not None and label is not None else None
         runs, run_names = _runs(path, run, table.column(run), by, again)
     counters = [n for n in names if _is_row_counter(n, table, runs)]
     if runs is not None and timestamps is None:
         # run/sample: unique across the file (a run cannot come back), as --windows and
         # --predictions need
-        sample = next((n for n in counters if n.lower() == "sample"), None)
-        numbers = None if sample is None else _whole(table.column(sample))
-        if numbers is not None:
-            within = numbers.astype(np.int64).tolist()
+        if counted is not None and sample in counters:
+            within = counted.astype(np.int64).tolist()
         else:
             within = np.concatenate([np.arange(1, b - a + 1) for a, b in _bounds(runs)]).tolist()
         timestamps = tuple(f"{run_names[r]}/{i}" for r, i in zip(runs.tolist(), within, strict=True))
@@ -237,7 +237,7 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
 
 def _runs(
     path: Path, name: str, col: pa.ChunkedArray, label: pa.ChunkedArray | None = None,
-    again: set[int] | frozenset[int] = frozenset(),
+    again: npt.NDArray[np.intp] | None = None,
 ) -> tuple[np.ndarray, list[str]]:  # fmt: skip
     """Each row's run as the index of its run in the file, and the runs' names as written
     (numbers or text: 3, "batch-3"). A run is one block of rows. Rieth's faulty files number
@@ -246,29 +246,35 @@ def _runs(
     rows that start a run whatever their run number."""
     if col.null_count:
         raise DataError(f"{path}: run column {name!r} has {col.null_count} empty values")
-    values = _texts(col)
-    starts = [0] + [i for i in range(1, len(values)) if values[i] != values[i - 1] or i in again]
-    names = [values[i] for i in starts]
+    codes, texts = _codes(col)
+    changes = np.flatnonzero(np.diff(codes) != 0) + 1
+    starts = np.union1d(np.concatenate([[0], changes]), [] if again is None else again).astype(np.intp)
+    names = [texts(i) for i in starts.tolist()]
     if len(set(names)) < len(names) and label is not None:
-        kinds = _texts(label)
-        ends = [*starts[1:], len(values)]
-        if all(len(set(kinds[a:b])) == 1 for a, b in zip(starts, ends, strict=True)):
-            names = [f"{kinds[a]}/{n}" for a, n in zip(starts, names, strict=True)]
+        kind_codes, kind_texts = _codes(label)
+        # the label constant within every run: it changes only where a run starts
+        if np.isin(np.flatnonzero(np.diff(kind_codes) != 0) + 1, starts).all():
+            names = [f"{kind_texts(i)}/{n}" for i, n in zip(starts.tolist(), names, strict=True)]
     seen: set[str] = set()
-    for start, run in zip(starts, names, strict=True):
+    for start, run in zip(starts.tolist(), names, strict=True):
         if run in seen:
             raise DataError(f"{path}: run {run!r} of column {name!r} comes back at data row "
                             f"{start + 1}: sort the file by run")  # fmt: skip
         seen.add(run)
-    runs = np.zeros(len(values), dtype=np.int64)
+    runs = np.zeros(len(codes), dtype=np.int64)
     runs[starts[1:]] = 1
     return np.cumsum(runs), names
 
 
-def _texts(col: pa.ChunkedArray) -> list[str]:
-    """A column's values as text, whole numbers without a decimal point (1.0 as "1")."""
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, Callable[[int], str]]:
+    """A column as numbers that are equal where its values are, and the text of row i (whole
+    numbers without a decimal point: 1.0 as "1"); numbers stay in numpy (Rieth's files have
+    millions of rows)."""
     whole = _whole(col)
-    return [str(int(v)) for v in whole] if whole is not None else [str(v).strip() for v in col.to_pylist()]
+    if whole is not None:
+        return whole, lambda i: str(int(whole[i]))
+    texts = np.array([str(v).strip() for v in col.to_pylist()], dtype=object)
+    return np.unique(texts, return_inverse=True)[1], lambda i: str(texts[i])
 
 
 def _whole(col: pa.ChunkedArray) -> np.ndarray | None:
