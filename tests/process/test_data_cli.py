@@ -402,7 +402,7 @@ def test_runs_written_as_floats_or_text_and_a_run_that_comes_back(tmp_path: Path
     assert frame.timestamps is not None and frame.timestamps[30] == "batch-8/1"
     assert frame.label is not None and not frame.label.any()  # faultNumber 0: no faulty run
     assert read_frame(path, fault_start=20).label.tolist() == ([0] * 20 + [1] * 10) * 2  # type: ignore[union-attr]
-    with pytest.raises(DataError, match="past the end of run"):
+    with pytest.raises(DataError, match="past the end of the run at data row 1 "):
         read_frame(path, fault_start=31)
     back = tmp_path / "back.csv"
     back.write_text("\n".join([*lines[:61], *lines[1:11]]) + "\n")  # batch-7 again after batch-8

@@ -63,8 +63,8 @@ def read_frame(
         lab = np.zeros(len(frame), dtype=np.int8)
         for start, stop in frame.run_bounds():
             if fault_start > stop - start and frame.runs is not None:
-                raise DataError(f"{path}: --fault-start {fault_start} is past the end of run "
-                                f"{frame.runs[start]} ({stop - start} rows)")  # fmt: skip
+                raise DataError(f"{path}: --fault-start {fault_start} is past the end of the run at "
+                                f"data row {start + 1} ({stop - start} rows)")  # fmt: skip
             lab[start + fault_start : stop] = 1
         if frame.label is not None:
             lab &= frame.label
