@@ -54,3 +54,16 @@ def test_scoring_other_tags_is_refused(name: str) -> None:
     renamed = type(other)(("a", "b", "c", "d"), other.values)
     with pytest.raises(ValueError, match="tags differ"):
         det.score(renamed)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scores_and_blame_of_a_row_do_not_depend_on_later_rows(name: str) -> None:
+    """Every detector is causal (it could run online): a row's score and blame are those of the
+    rows up to it. ``eval process`` relies on it to blame an attack's first alarm from the rows
+    before it only."""
+    train, test = plant(400, 0), plant(120, 1)
+    det = make(name).fit(train)
+    whole, rows = det.score(test), np.array([30, 79])
+    np.testing.assert_allclose(det.score(test.rows(0, 80)), whole[:80], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(det._blame(test.values[:80], rows), det._blame(test.values, rows),
+                               rtol=1e-9, atol=1e-12)  # fmt: skip

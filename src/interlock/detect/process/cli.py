@@ -243,8 +243,8 @@ def _blame(det: ProcessDetector, frame: Frame, report: Report) -> list[list[str]
     parts = []
     for start, stop in frame.run_bounds():  # each run from a fresh start, as it was scored
         mine = rows[(rows >= start) & (rows < stop)]
-        if mine.size:
-            parts.append(det._blame(frame.values[start:stop], mine - start))
+        if mine.size:  # detectors are causal: the rows after the last one blamed change nothing
+            parts.append(det._blame(frame.values[start : int(mine.max()) + 1], mine - start))
     weights = iter(np.vstack(parts))
     out: list[list[str]] = []
     for e in report.episodes:
