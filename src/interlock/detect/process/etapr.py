@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from interlock.detect.process.metrics import split
+from interlock.detect.process.metrics import spans
 
 THETA_P = 0.5
 THETA_R = 0.1
@@ -71,10 +71,7 @@ def _load() -> Any:
 
 def ranges(flags: npt.ArrayLike, cuts: Sequence[int] = ()) -> list[tuple[int, int]]:
     """Runs of 1 as inclusive (first, last) row pairs, the form eTaPR takes, cut at ``cuts``."""
-    padded = np.concatenate([[0], np.asarray(flags, dtype=np.int8) != 0, [0]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    spans = split(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True), cuts)
-    return [(a, b - 1) for a, b in spans]
+    return [(a, b - 1) for a, b in spans(flags, cuts)]
 
 
 def etapr(

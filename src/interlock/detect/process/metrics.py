@@ -13,7 +13,7 @@ S_CM = (TPR + TNR) / 2. Written by hand: no maintained package implements it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,10 +56,8 @@ class Report:
 def episodes(label: IntArray, alarm: IntArray | None = None, cuts: Sequence[int] = ()) -> list[Episode]:
     """The runs of 1 in ``label``, each with its first alarm; a run is also cut at each row of
     ``cuts`` (where a new simulation run starts: an attack cannot go on into the next run)."""
-    padded = np.concatenate([[0], np.asarray(label, dtype=np.int8), [0]])
-    edges = np.flatnonzero(np.diff(padded))
     out = []
-    for start, stop in split(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True), cuts):
+    for start, stop in spans(label, cuts):
         hit = None
         if alarm is not None:
             idx = np.flatnonzero(alarm[start:stop])
@@ -68,12 +66,15 @@ def episodes(label: IntArray, alarm: IntArray | None = None, cuts: Sequence[int]
     return out
 
 
-def split(spans: Iterable[tuple[int, int]], cuts: Sequence[int]) -> list[tuple[int, int]]:
-    """Half-open row spans [start, stop) cut at each row of ``cuts`` inside them."""
-    edges = np.asarray(sorted(cuts), dtype=np.int64)
+def spans(flags: npt.ArrayLike, cuts: Sequence[int] = ()) -> list[tuple[int, int]]:
+    """The runs of nonzero ``flags`` as half-open row spans [start, stop), each also cut at the
+    rows of ``cuts`` inside it (where a new simulation run starts)."""
+    padded = np.concatenate([[0], np.asarray(flags) != 0, [0]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded)).tolist()
+    cut = np.asarray(sorted(cuts), dtype=np.int64)
     out: list[tuple[int, int]] = []
-    for start, stop in spans:
-        inside = edges[(edges > start) & (edges < stop)].tolist()
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        inside = cut[np.searchsorted(cut, start, "right") : np.searchsorted(cut, stop, "left")].tolist()
         out.extend(itertools.pairwise([start, *inside, stop]))
     return out
 
