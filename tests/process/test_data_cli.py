@@ -404,6 +404,9 @@ def test_runs_written_as_floats_or_text_and_a_run_that_comes_back(tmp_path: Path
     assert read_frame(path, fault_start=20).label.tolist() == ([0] * 20 + [1] * 10) * 2  # type: ignore[union-attr]
     with pytest.raises(DataError, match="past the end of the run at data row 1 "):
         read_frame(path, fault_start=31)
+    bare = tmp_path / "bare.csv"  # no sample column: the rows are counted within each run
+    bare.write_text("\n".join(",".join(line.split(",")[:2] + line.split(",")[3:]) for line in lines) + "\n")
+    assert read_frame(bare).timestamps[29:32] == ("batch-7/30", "batch-8/1", "batch-8/2")  # type: ignore[index]
     back = tmp_path / "back.csv"
     back.write_text("\n".join([*lines[:61], *lines[1:11]]) + "\n")  # batch-7 again after batch-8
     with pytest.raises(DataError, match=r"run 'batch-7' of column 'run_id' comes back at data row 61"):

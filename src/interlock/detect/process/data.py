@@ -212,7 +212,8 @@ def _from_table(path: Path, table: pa.Table, label: str | None) -> Frame:
         if counted is not None and sample in counters:
             within = counted.astype(np.int64).tolist()
         else:
-            within = np.concatenate([np.arange(1, b - a + 1) for a, b in _bounds(runs)]).tolist()
+            first = np.flatnonzero(np.diff(runs, prepend=-1))  # each run's first row
+            within = (np.arange(len(runs)) - first[runs] + 1).tolist()
         timestamps = tuple(f"{run_names[r]}/{i}" for r, i in zip(runs.tolist(), within, strict=True))
     tags = [n for n in names if n not in stamps and n != label and n not in counters and n != run]
     if not tags:
@@ -285,10 +286,6 @@ def _whole(col: pa.ChunkedArray) -> np.ndarray | None:
     if not np.all(np.isfinite(raw)) or np.any(raw != np.rint(raw)):
         return None
     return raw
-
-
-def _bounds(runs: np.ndarray) -> list[tuple[int, int]]:
-    return Frame(("run",), np.zeros((len(runs), 1)), runs=runs).run_bounds()
 
 
 def _decimal_commas(col: pa.ChunkedArray) -> pa.ChunkedArray:
