@@ -114,20 +114,17 @@ def _ewma(
     start: int,
     restarts: npt.NDArray[np.bool_] | None = None,
     caps: tuple[tuple[slice, float], ...] = (),
-    out: FloatArray | None = None,
+    inplace: bool = False,
 ) -> FloatArray:
     """Causal EWMA of the rows from ``start`` on (z = 0 before it), each row divided by the square
     root of its start-up variance factor; the rows before ``start`` are returned unchanged. At a
     row where ``restarts`` is True, each ``caps`` group of columns whose scaled squared norm is
     over its cap is shrunk onto it before the row is taken in: the memory is clipped to the
     chart's limit, not erased, so a shift that goes on is still above it one row later. With
-    ``out=x`` the filter overwrites ``x``."""
+    ``inplace`` the filter overwrites ``x``."""
     if not 0 < lam <= 1:
         raise ValueError(f"ewma must be in (0, 1], not {lam}")
-    if out is None:
-        out = np.array(x, dtype=np.float64, copy=True)
-    elif out is not x:
-        out[...] = x
+    out = x if inplace else np.array(x, dtype=np.float64, copy=True)
     z = np.zeros(x.shape[1])
     steps = np.arange(1, len(x) - start + 1)
     factor = lam / (2 - lam) * (1 - (1 - lam) ** (2 * steps))
@@ -282,8 +279,8 @@ class CVADetector(HeldOutLimits[_Model]):
         caps = self.caps_ if restarts is not None else np.full(3, np.inf)
         # In place: proj and err are this call's own, and a copy of proj is (lags + 1) x the data.
         groups = ((slice(0, m.k), float(caps[0])), (slice(m.k, None), float(caps[1])))
-        fp = _ewma(proj, self.ewma, start, restarts, groups, out=proj)
-        fe = _ewma(err, self.ewma, start, restarts, ((slice(None), float(caps[2])),), out=err)
+        fp = _ewma(proj, self.ewma, start, restarts, groups, inplace=True)
+        fe = _ewma(err, self.ewma, start, restarts, ((slice(None), float(caps[2])),), inplace=True)
         return raw, fp, fe
 
     def _charts(self, m: _Model, x: FloatArray, start: int = 0) -> tuple[FloatArray, FloatArray, FloatArray]:
