@@ -26,6 +26,7 @@ _CLASSES = {
     "BalanceDetector": ("balance", "balance"),
     "ControlDetector": ("control", "control"),
     "FrozenDetector": ("frozen", "frozen"),
+    "InnovationDetector": ("innovation", "innovation"),
     "EnsembleDetector": ("ensemble", "ensemble"),
 }
 NAMES = tuple(sorted(name for _, name in _CLASSES.values()))
@@ -65,6 +66,7 @@ __all__ = [
     "Frame",
     "FrozenDetector",
     "HalfSpaceTreesDetector",
+    "InnovationDetector",
     "InvariantDetector",
     "IsolationForestDetector",
     "NotFittedError",

@@ -1,0 +1,315 @@
+"""Each tag's one-step law: its value predicted from every tag's recent past, charted per tag.
+
+A controller computes its output from its measurement by a fixed law (a PI controller in
+velocity form: u_t = u_{t-1} + Kc (e_t - e_{t-1}) + Kc Δt/Ti e_t), a valve position follows its
+command, a tank level integrates its flows. Such laws are linear in the last few rows, so a
+least-squares model of each tag from the tags at t (all but itself) and every tag at t-1 .. t-
+``lags`` (itself included: the law has memory) learns them; where a law is near exact, its
+one-step innovation is tiny in normal operation and a small break shows. A sticking valve, a
+controller whose gain or setpoint was changed without an operator command, an actuator driven
+while its sensor is held: each breaks one tag's law while every tag stays inside its range.
+The multivariate charts (``cva``, ``dpca``) see the same break diluted in the norm of all tags'
+residuals; here each tag keeps its own chart. TEP's fault 15 (the condenser cooling water valve
+sticks) is the case in point: 14.6% with the default ensemble, 99% here (docs/process-detection.md).
+
+Per tag j the innovation e_j is divided by its spread on held-out normal rows (blocked folds, as
+``dpca`` sets its limits; in-sample residuals of a near-exact law would be too small). The chart
+is an EWMA of e_j² with weight ``ewma`` started at its in-control mean 1, so a sustained rise of
+the innovation variance adds up while single noisy rows average out (Crowder and Hamilton 1992
+chart variance the same way); each tag's chart is centred and scaled by its held-out mean and
+spread, and the statistic is the largest over the tags. ``keep_raw`` adds the largest |e_j|
+itself, a Shewhart chart for a single large break. Each statistic's limit is its ``quantile``
+on the held-out rows. Tags constant in training have no law here (``frozen`` and ``control``
+watch them). A missing reading counts as the tag's training mean.
+
+Least squares is written out (one Gram matrix, one small solve per tag) because scikit-learn's
+``Ridge`` would refit on the same rows once per tag, and the Gram matrix is built in blocks of
+rows so a WADI-sized plant does not need its lag rows in memory at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import lfilter  # type: ignore[import-untyped]
+
+from interlock.detect.process.base import FloatArray, ProcessDetector, RowScorer, Standardizer
+from interlock.detect.process.cva import BLOCK_ROWS
+from interlock.detect.process.dpca import lagged
+
+
+class _Law:
+    """A fitted set of per-tag laws: scaler, the tags that have one, weights (features + 1, p)."""
+
+    def __init__(self, scaler: Standardizer, varying: npt.NDArray[np.bool_], weights: FloatArray) -> None:
+        self.scaler = scaler
+        self.varying = varying
+        self.weights = weights
+
+
+class InnovationDetector(ProcessDetector):
+    name = "innovation"
+
+    def __init__(
+        self,
+        lags: int = 2,
+        ewma: float = 0.02,
+        cap: float = 5.0,
+        restart: float = 10.0,
+        switched: float = 0.5,
+        keep_raw: bool = False,
+        tight: float = 0.1,
+        ridge: float = 1e-6,
+        min_sigma: float = 1e-3,
+        folds: int = 5,
+        quantile: float = 0.99,
+        smooth: int = 1,
+    ) -> None:
+        super().__init__(quantile, smooth)
+        self.lags = lags
+        self.ewma = ewma
+        self.cap = cap
+        self.restart = restart
+        self.switched = switched
+        self.keep_raw = keep_raw
+        self.tight = tight
+        self.ridge = ridge
+        self.min_sigma = min_sigma
+        self.folds = folds
+
+    # --- the laws ---
+    def _standardized(self, scaler: Standardizer, x: FloatArray) -> FloatArray:
+        return np.nan_to_num(scaler(x), nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _features(self, z: FloatArray, a: int, b: int) -> FloatArray:
+        """Rows a..b of the lag rows (every tag at t .. t - lags) with a constant column."""
+        lo = max(a - self.lags, 0)
+        rows = lagged(z[lo:b], self.lags)[a - lo :]
+        return np.hstack([rows, np.ones((len(rows), 1))])
+
+    def _law(self, x: FloatArray) -> _Law:
+        scaler = Standardizer(x)
+        z = self._standardized(scaler, x)
+        p = z.shape[1]
+        m = (self.lags + 1) * p + 1
+        gram = np.zeros((m, m))
+        for a, b in _blocks(len(z) - self.lags):  # rows with a full history only
+            f = self._features(z, a + self.lags, b + self.lags)
+            gram += f.T @ f
+        varying = x.std(axis=0) > 1e-12
+        weights = np.zeros((m, p))
+        ridge = self.ridge * max(len(z), 1)
+        for j in np.flatnonzero(varying):
+            keep = np.arange(m) != j  # tag j at t is what the law predicts
+            g = gram[np.ix_(keep, keep)]
+            g[np.diag_indices(m - 2)] += ridge  # the constant column (last) is not shrunk
+            weights[keep, j] = np.linalg.lstsq(g, gram[keep, j], rcond=None)[0]
+        return _Law(scaler, varying, weights)
+
+    def _innovations(self, law: _Law, x: FloatArray, start: int = 0) -> FloatArray:
+        """Each tag's one-step innovation at rows ``start``.. (earlier rows give the lags only)."""
+        z = self._standardized(law.scaler, x)
+        out = np.empty((len(z) - start, z.shape[1]))
+        for a, b in _blocks(len(z) - start):
+            out[a:b] = z[start + a : start + b] - self._features(z, start + a, start + b) @ law.weights
+        out[:, ~law.varying] = 0.0
+        out[: max(self.lags - start, 0)] = 0.0  # no history yet: no law to check
+        return out
+
+    # --- the charts ---
+    def _chart(self, e: FloatArray, clip: bool = True) -> FloatArray:
+        """EWMA of the squared normalized innovations (capped), per tag, from its in-control mean;
+        shrunk onto its limit after a raw episode that peaked at ``restart`` times the raw limit."""
+        lam = self.ewma
+        sq = np.minimum(e**2, self.cap**2) if self.cap > 0 else e**2
+        if lam <= 0 or not len(e):
+            return np.asarray(sq, dtype=np.float64)
+        state = np.array(self.start_, dtype=np.float64)
+        out = np.empty_like(sq)
+        cuts = self._clips(e) if clip and self.restart > 0 else []
+        prev = 0
+        for t in [*cuts, len(sq)]:
+            if t > prev:
+                zi = (1 - lam) * state[None, :]
+                out[prev:t], _ = lfilter([lam], [1.0, lam - 1.0], sq[prev:t], axis=0, zi=zi)
+                state = out[t - 1]
+            if t < len(sq):
+                state = np.minimum(state, self.clip_level_)
+            prev = t
+        return out
+
+    def _clips(self, e: FloatArray) -> list[int]:
+        """Rows right after a raw episode (rows with some |e| over the raw limit) whose peak reached
+        ``restart`` times it: that deviation was reported loudly, and the chart's memory of it
+        would go on alarming after the process is back."""
+        ratio = np.max(np.abs(e[:, self.law_.varying]), axis=1, initial=0.0) / self.limits_[1]
+        above = np.concatenate([[False], ratio > 1, [False]])
+        starts = np.flatnonzero(~above[:-1] & above[1:])
+        ends = np.flatnonzero(above[:-1] & ~above[1:])  # one past the episode's last row
+        return [int(b) for a, b in zip(starts, ends, strict=True)
+                if b < len(e) and ratio[a:b].max() >= self.restart]  # fmt: skip
+
+    def _per_tag(self, e: FloatArray, clip: bool = True) -> tuple[FloatArray, FloatArray]:
+        """Chart and raw per tag, each over its limit."""
+        chart = (self._chart(e, clip) - self.chart_mean_) / self.chart_scale_ / self.limits_[0]
+        raw = np.abs(e) / self.limits_[1]
+        chart[:, ~self.law_.varying] = -np.inf  # no law, no chart
+        raw[:, ~self.law_.varying] = -np.inf
+        return chart, raw
+
+    def _combine(self, e: FloatArray, clip: bool = True) -> FloatArray:
+        chart, raw = self._per_tag(e, clip)
+        out = chart.max(axis=1, initial=-np.inf)
+        if self.keep_raw:
+            out = np.maximum(out, raw.max(axis=1, initial=-np.inf))
+        return np.asarray(out, dtype=np.float64)
+
+    def _fit(self, x: FloatArray) -> None:
+        n = len(x)
+        pieces: list[FloatArray] = []
+        if self.folds >= 2 and n >= self.folds * (2 * self.lags + 10):
+            for a, b in itertools.pairwise(np.linspace(0, n, self.folds + 1).astype(int)):
+                fold = self._law(np.vstack([x[:a], x[b:]]))
+                pieces.append(self._innovations(fold, x[:b], int(a)))
+        else:
+            pieces.append(self._innovations(self._law(x), x))
+        law = self._law(x)
+        self.law_ = law
+        held = np.vstack(pieces)
+        spread = held.std(axis=0)
+        # Only near-exact laws are charted: a loose one (a correlation, not a law) shifts from one
+        # normal run to the next more than its held-out blocks show, and its chart would alarm.
+        if self.tight > 0:
+            law.varying &= spread <= self.tight
+        # Nor are switched tags (a pump's state, a flow that is zero while the pump is off): a
+        # linear law holds between their switches only, and a rare switch would break it.
+        law.varying &= _mode_share(x) <= self.switched
+        floor = np.maximum(self.min_sigma, _steps(law.scaler(x)))
+        self.sigma_ = np.where(law.varying, np.maximum(spread, floor), 1.0)
+        pieces = [e / self.sigma_ for e in pieces]
+        held = np.vstack(pieces)
+        sq = np.minimum(held**2, self.cap**2) if self.cap > 0 else held**2
+        self.start_ = sq.mean(axis=0)  # the chart's in-control mean, where every run starts it
+        self.limits_ = np.ones(2)
+        self.clip_level_ = np.full(len(self.sigma_), np.inf)
+        # Limits from a first pass without clipping; each held-out block charted from a fresh
+        # start, as every scored file is.
+        charts = np.vstack([self._chart(e, clip=False) for e in pieces])
+        self.chart_mean_ = charts.mean(axis=0)
+        # At least the spread of the chart of unit white noise (2λ/(2 - λ) for a squared normal):
+        # an exact law, quiet in training, must not alarm on another historian's rounding.
+        lam = min(max(self.ewma, 0.0), 1.0) or 1.0
+        self.chart_scale_ = np.maximum(charts.std(axis=0), np.sqrt(2 * lam / (2 - lam)))
+        if not law.varying.any():
+            self.limits_ = np.ones(2)
+            self.held_out_ = np.zeros(len(held))
+            return
+        chart, raw = self._per_tag(held, clip=False)
+        self.limits_ = np.array([
+            max(float(np.quantile(chart.max(axis=1), self.quantile)), 1e-12),
+            max(float(np.quantile(raw.max(axis=1), self.quantile)), 1e-12),
+        ])  # fmt: skip
+        self.clip_level_ = self.chart_mean_ + self.chart_scale_ * self.limits_[0]
+        self.held_out_ = np.concatenate([self._combine(e) for e in pieces])
+
+    def _normalized(self, x: FloatArray) -> FloatArray:
+        return np.asarray(self._innovations(self.law_, x) / self.sigma_, dtype=np.float64)
+
+    def _score(self, x: FloatArray) -> FloatArray:
+        if not self.law_.varying.any():
+            return np.zeros(len(x))
+        return self._combine(self._normalized(x))
+
+    def _train_scores(self, x: FloatArray) -> FloatArray:
+        return self.held_out_
+
+    def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
+        # The charts carry memory, so the rows up to the last one asked are charted from the start.
+        upto = int(rows.max()) + 1 if len(rows) else 0
+        chart, raw = self._per_tag(self._normalized(x[:upto]))
+        weights = np.maximum(chart, raw) if self.keep_raw else chart
+        weights = np.maximum(weights, 0.0)
+        return np.asarray(weights[rows], dtype=np.float64)
+
+    def _row_scorer(self) -> RowScorer:
+        return _InnovationRows(self)
+
+
+def _mode_share(x: FloatArray) -> FloatArray:
+    """Each tag's share of rows at its most common value."""
+    out = np.zeros(x.shape[1])
+    for j in range(x.shape[1]):
+        _, counts = np.unique(x[:, j], return_counts=True)
+        out[j] = counts.max() / max(len(x), 1) if counts.size else 1.0
+    return out
+
+
+def _steps(z: FloatArray) -> FloatArray:
+    """Each tag's resolution: its smallest step between distinct training values. An exact law
+    (a tag copied into another) would otherwise have no spread, and another historian's
+    rounding would break it."""
+    out = np.zeros(z.shape[1])
+    for j in range(z.shape[1]):
+        gaps = np.diff(np.unique(z[:, j]))
+        gaps = gaps[gaps > 0]
+        out[j] = gaps.min() if gaps.size else 0.0
+    return out
+
+
+def _blocks(n: int) -> list[tuple[int, int]]:
+    edges = [*range(0, n, BLOCK_ROWS), n]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
+class _InnovationRows(RowScorer):
+    """One row at a time: the last ``lags`` standardized rows and each tag's chart."""
+
+    own_blame = True
+
+    def __init__(self, det: InnovationDetector) -> None:
+        self.det = det
+        self.law = det.law_
+        self.past: deque[FloatArray] = deque(maxlen=max(det.lags, 1))
+        self.chart = np.array(det.start_, dtype=np.float64)
+        self.peak = 0.0
+        self.last = np.zeros(len(det.sigma_))
+        self.seen = 0
+
+    def __call__(self, row: FloatArray) -> float:
+        det, law = self.det, self.law
+        z = det._standardized(law.scaler, row[None, :])[0]
+        if not self.past:
+            self.past.extend([z] * det.lags)
+        history = [z, *reversed(self.past)][: det.lags + 1]
+        features = np.concatenate([*history, [1.0]])
+        e = (z - features @ law.weights) / det.sigma_
+        e[~law.varying] = 0.0
+        if self.seen < det.lags:  # no history yet, as in ``_innovations``
+            e[:] = 0.0
+        self.seen += 1
+        if det.lags:
+            self.past.append(z)
+        lam = det.ewma
+        ratio = float(np.max(np.abs(e[law.varying]), initial=0.0)) / det.limits_[1]
+        if ratio <= 1:
+            if det.restart > 0 and self.peak >= det.restart:  # as ``_clips``
+                self.chart = np.minimum(self.chart, det.clip_level_)
+            self.peak = 0.0
+        else:
+            self.peak = max(self.peak, ratio)
+        sq = np.minimum(e**2, det.cap**2) if det.cap > 0 else e**2
+        self.chart = (1 - lam) * self.chart + lam * sq if lam > 0 else sq
+        chart = (self.chart - det.chart_mean_) / det.chart_scale_ / det.limits_[0]
+        raw = np.abs(e) / det.limits_[1]
+        weights = np.maximum(chart, raw) if det.keep_raw else chart
+        weights = np.where(law.varying, weights, -np.inf)
+        self.last = np.where(law.varying, np.maximum(weights, 0.0), 0.0)
+        if not law.varying.any():
+            return 0.0
+        return float(weights.max())
+
+    def blame(self) -> FloatArray:
+        return self.last

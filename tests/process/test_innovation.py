@@ -1,0 +1,110 @@
+"""The innovation detector: each tag's one-step law, charted per tag (controller laws, valves)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from interlock.detect.process import Frame, detector_class
+from interlock.detect.process.innovation import InnovationDetector
+from interlock.detect.process.stream import RowByRow
+
+TAGS = ("SP", "Y", "VALVE", "NOISE")
+
+
+def pi_loop(rows: int, seed: int, gain_from: int | None = None, stick_from: int | None = None) -> Frame:
+    """A first-order process under a PI controller in velocity form, setpoint steps every 150 rows.
+
+    The historian records the valve's position, which follows the controller's output u unless it
+    sticks (it moves only once u is 1.5 units away: a deadband, as TEP's valves do under IDV(14),
+    (15)); in normal operation the recorded position is the controller's law.
+    ``gain_from``: from that row the controller's gain is doubled, as a tampered PLC would.
+    """
+    rng = np.random.default_rng(seed)
+    sp_levels = rng.uniform(40, 60, rows // 150 + 1)
+    kc, ki, a, b = 0.6, 0.15, 0.9, 0.25
+    y, u, valve, err_prev = 50.0, 20.0, 20.0, 0.0
+    out = np.empty((rows, 4))
+    for t in range(rows):
+        sp = sp_levels[t // 150]
+        y = a * y + b * valve + 0.5 + rng.normal(0, 0.05)
+        err = sp - y
+        k = 2 * kc if gain_from is not None and t >= gain_from else kc
+        u = u + k * (err - err_prev) + ki * err
+        err_prev = err
+        if stick_from is None or t < stick_from or abs(u - valve) > 1.5:
+            valve = u
+        out[t] = (sp, y, valve, rng.normal(0, 1))
+    return Frame(TAGS, out)
+
+
+def test_controller_and_process_laws_are_charted_and_noise_is_not() -> None:
+    det = InnovationDetector().fit(pi_loop(3000, 0))
+    charted = {TAGS[j] for j in np.flatnonzero(det.law_.varying)}
+    assert {"Y", "VALVE"} <= charted
+    assert "NOISE" not in charted  # no law predicts it
+    normal = pi_loop(1500, 1)
+    assert (det.predict(normal)).mean() < 0.02
+
+
+def test_a_doubled_controller_gain_breaks_the_controller_law() -> None:
+    det = InnovationDetector().fit(pi_loop(3000, 0))
+    test = pi_loop(1200, 2, gain_from=600)
+    alarms = det.predict(test)
+    assert alarms[:600].mean() < 0.02
+    first = int(np.flatnonzero(alarms[600:])[0])
+    assert first < 30
+    assert alarms[600:].mean() > 0.8
+    # The controller's law ties SP, Y and VALVE (each can be solved from the others), so the
+    # three are named together; the unrelated tag is not.
+    assert set(det.alerts(test)[-1].tags) == {"SP", "Y", "VALVE"}
+
+
+def test_a_sticking_valve_is_seen_while_every_tag_stays_in_its_range() -> None:
+    train = pi_loop(3000, 0)
+    det = InnovationDetector().fit(train)
+    test = pi_loop(1200, 3, stick_from=600)
+    lo, hi = train.values.min(axis=0), train.values.max(axis=0)
+    assert ((test.values[600:, 1:3] >= lo[1:3]) & (test.values[600:, 1:3] <= hi[1:3])).all()
+    alarms = det.predict(test)
+    assert alarms[:600].mean() < 0.02
+    assert alarms[600:].mean() > 0.5
+    # The multivariate chart over every tag at once sees it less often.
+    pca = detector_class("pca")().fit(train)
+    assert alarms[600:].mean() > pca.predict(test)[600:].mean()
+
+
+def test_a_large_break_that_ended_is_not_remembered() -> None:
+    train = pi_loop(3000, 0)
+    test = pi_loop(900, 4)
+    x = test.values.copy()
+    x[300:330, 2] += 25.0  # the valve position spoofed for 30 rows, then back
+    spoofed = Frame(TAGS, x)
+    clipped = InnovationDetector().fit(train).predict(spoofed)
+    remembered = InnovationDetector(restart=0).fit(train).predict(spoofed)
+    assert clipped[305:330].all() and remembered[305:330].all()  # the chart needs a few rows
+    assert clipped[340:].mean() < 0.02
+    assert remembered[340:].sum() > clipped[340:].sum() + 20
+
+
+def test_streaming_gives_the_batch_scores_clipping_included() -> None:
+    train = pi_loop(3000, 0)
+    x = pi_loop(900, 5, stick_from=700).values.copy()
+    x[300:330, 2] += 25.0
+    test = Frame(TAGS, x)
+    det = InnovationDetector(keep_raw=True).fit(train)
+    assert det._clips(det._normalized(x))  # the clipping is exercised
+    live = RowByRow(det)
+    scores = np.array([live.score_row(v) for v in x])
+    assert live._scorer is not None
+    np.testing.assert_allclose(scores, det.score(test), rtol=1e-9, atol=1e-9)
+
+
+def test_a_switched_tag_has_no_chart() -> None:
+    """A pump that ran once in training: its flow is zero, or steady while it runs. "As a moment
+    ago" is a tight law on those rows, and breaks at the next switch."""
+    base = pi_loop(3000, 0)
+    flow = np.zeros(3000)
+    flow[1000:1100] = 30.0 + np.random.default_rng(9).normal(0, 0.01, 100)
+    train = Frame((*TAGS, "FLOW"), np.column_stack([base.values, flow]))
+    assert not InnovationDetector().fit(train).law_.varying[-1]
+    assert InnovationDetector(switched=1.0).fit(train).law_.varying[-1]
