@@ -73,7 +73,7 @@ def streaming(shared: Path) -> list[tuple[str, int, float, float]]:
     results = []
     # cva as the default ensemble runs it (its filters and variance chart are the streamed state)
     member = {"cva": {"ewma": 0.2, "keep_raw": True, "var_ewma": 0.05}}
-    for name in ("hst", "pca", "residual", "cva", "frozen", "replay", "control", "ensemble"):
+    for name in ("hst", "pca", "residual", "cva", "frozen", "replay", "control", "innovation", "ensemble"):
         det = HalfSpaceTreesDetector() if name == "hst" else DETECTORS[name](**member.get(name, {}))
         det.fit(train)
         t0 = time.perf_counter()
@@ -148,7 +148,7 @@ def wide_plant(rows: int, seed: int) -> Any:
     return np.hstack([x, (x[:, :10] > 0.3).astype(float)])
 
 
-WIDE_DETECTORS = ("pca", "iforest", "replay", "cva", "control", "frozen", "ensemble")
+WIDE_DETECTORS = ("pca", "iforest", "replay", "cva", "control", "frozen", "innovation", "ensemble")
 
 
 def wider_plant(rows: int, seed: int, tags: int) -> Any:

@@ -30,7 +30,6 @@ rows so a WADI-sized plant does not need its lag rows in memory at once.
 from __future__ import annotations
 
 import itertools
-from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -265,50 +264,57 @@ def _blocks(n: int) -> list[tuple[int, int]]:
 
 
 class _InnovationRows(RowScorer):
-    """One row at a time: the last ``lags`` standardized rows and each tag's chart."""
+    """One row at a time: the lag rows in one rolling vector and the charts of the charted tags
+    only (the others have no law to check)."""
 
     own_blame = True
 
     def __init__(self, det: InnovationDetector) -> None:
+        law = det.law_
         self.det = det
-        self.law = det.law_
-        self.past: deque[FloatArray] = deque(maxlen=max(det.lags, 1))
-        self.chart = np.array(det.start_, dtype=np.float64)
+        self.idx = np.flatnonzero(law.varying)
+        self.mean, self.scale = law.scaler.mean, law.scaler.scale
+        self.weights = law.weights[:, self.idx]
+        self.sigma = det.sigma_[self.idx]
+        self.centre = det.chart_mean_[self.idx]
+        self.spread = det.chart_scale_[self.idx] * det.limits_[0]
+        self.clip = det.clip_level_[self.idx]
+        self.chart = np.array(det.start_[self.idx], dtype=np.float64)
+        self.features = np.ones(law.weights.shape[0])  # every tag at t .. t - lags, then 1
+        self.p = len(self.mean)
         self.peak = 0.0
-        self.last = np.zeros(len(det.sigma_))
+        self.last = np.zeros(self.p)
         self.seen = 0
 
     def __call__(self, row: FloatArray) -> float:
-        det, law = self.det, self.law
-        z = det._standardized(law.scaler, row[None, :])[0]
-        if not self.past:
-            self.past.extend([z] * det.lags)
-        history = [z, *reversed(self.past)][: det.lags + 1]
-        features = np.concatenate([*history, [1.0]])
-        e = (z - features @ law.weights) / det.sigma_
-        e[~law.varying] = 0.0
+        det, p = self.det, self.p
+        if not self.idx.size:
+            return 0.0
+        z = np.nan_to_num((row - self.mean) / self.scale, nan=0.0, posinf=0.0, neginf=0.0)
+        f = self.features
+        if self.seen == 0:  # the first row stands in for the missing ones, as in ``lagged``
+            f[:-1] = np.tile(z, det.lags + 1)
+        else:
+            f[p:-1] = f[: det.lags * p]  # numpy copies overlapping slices safely
+            f[:p] = z
+        e = (z[self.idx] - f @ self.weights) / self.sigma
         if self.seen < det.lags:  # no history yet, as in ``_innovations``
             e[:] = 0.0
         self.seen += 1
-        if det.lags:
-            self.past.append(z)
-        lam = det.ewma
-        ratio = float(np.max(np.abs(e[law.varying]), initial=0.0)) / det.limits_[1]
+        ratio = float(np.abs(e).max()) / det.limits_[1]
         if ratio <= 1:
             if det.restart > 0 and self.peak >= det.restart:  # as ``_clips``
-                self.chart = np.minimum(self.chart, det.clip_level_)
+                np.minimum(self.chart, self.clip, out=self.chart)
             self.peak = 0.0
         else:
             self.peak = max(self.peak, ratio)
-        sq = np.minimum(e**2, det.cap**2) if det.cap > 0 else e**2
+        sq = np.minimum(e * e, det.cap**2) if det.cap > 0 else e * e
+        lam = det.ewma
         self.chart = (1 - lam) * self.chart + lam * sq if lam > 0 else sq
-        chart = (self.chart - det.chart_mean_) / det.chart_scale_ / det.limits_[0]
-        raw = np.abs(e) / det.limits_[1]
-        weights = np.maximum(chart, raw) if det.keep_raw else chart
-        weights = np.where(law.varying, weights, -np.inf)
-        self.last = np.where(law.varying, np.maximum(weights, 0.0), 0.0)
-        if not law.varying.any():
-            return 0.0
+        weights = (self.chart - self.centre) / self.spread
+        if det.keep_raw:
+            weights = np.maximum(weights, np.abs(e) / det.limits_[1])
+        self.last[self.idx] = np.maximum(weights, 0.0)
         return float(weights.max())
 
     def blame(self) -> FloatArray:
