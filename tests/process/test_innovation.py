@@ -11,7 +11,9 @@ from interlock.detect.process.stream import RowByRow
 TAGS = ("SP", "Y", "VALVE", "NOISE")
 
 
-def pi_loop(rows: int, seed: int, gain_from: int | None = None, stick_from: int | None = None) -> Frame:
+def pi_loop(
+    rows: int, seed: int, gain_from: int | None = None, stick_from: int | None = None, noise: float = 0.05
+) -> Frame:
     """A first-order process under a PI controller in velocity form, setpoint steps every 150 rows.
 
     The historian records the valve's position, which follows the controller's output u unless it
@@ -26,7 +28,7 @@ def pi_loop(rows: int, seed: int, gain_from: int | None = None, stick_from: int 
     out = np.empty((rows, 4))
     for t in range(rows):
         sp = sp_levels[t // 150]
-        y = a * y + b * valve + 0.5 + rng.normal(0, 0.05)
+        y = a * y + b * valve + 0.5 + rng.normal(0, noise)
         err = sp - y
         k = 2 * kc if gain_from is not None and t >= gain_from else kc
         u = u + k * (err - err_prev) + ki * err
@@ -44,6 +46,26 @@ def test_controller_and_process_laws_are_charted_and_noise_is_not() -> None:
     assert "NOISE" not in charted  # no law predicts it
     normal = pi_loop(1500, 1)
     assert (det.predict(normal)).mean() < 0.02
+
+
+def with_flow(frame: Frame, seed: int, noise: float) -> Frame:
+    """The loop plus a flow meter behind the valve: 2 x the position, with meter noise."""
+    rng = np.random.default_rng(seed)
+    flow = 2 * frame.values[:, 2] + rng.normal(0, noise, len(frame))
+    return Frame((*TAGS, "FLOW"), np.column_stack([frame.values, flow]))
+
+
+def test_the_innovation_variance_must_at_least_triple() -> None:
+    """A normal run may be noisier than the training run (TEP's differ by up to twice the
+    variance); the chart alarms from ``ratio`` = 3 times the held-out variance."""
+    train = with_flow(pi_loop(3000, 0), 0, 0.1)
+    det = InnovationDetector().fit(train)
+    assert det.law_.varying[-1]  # the meter's law is charted
+    calmer = with_flow(pi_loop(1500, 6), 6, 0.1 * 1.5**0.5)
+    noisier = with_flow(pi_loop(1500, 6), 6, 0.1 * 6**0.5)
+    assert det.predict(calmer).mean() < 0.02  # 1.5 times the variance
+    assert det.predict(noisier)[100:].mean() > 0.9  # 6 times
+    assert InnovationDetector(ratio=0).fit(train).predict(calmer).mean() > 0.05
 
 
 def test_a_doubled_controller_gain_breaks_the_controller_law() -> None:
@@ -81,7 +103,7 @@ def test_a_large_break_that_ended_is_not_remembered() -> None:
     spoofed = Frame(TAGS, x)
     clipped = InnovationDetector().fit(train).predict(spoofed)
     remembered = InnovationDetector(restart=0).fit(train).predict(spoofed)
-    assert clipped[305:330].all() and remembered[305:330].all()  # the chart needs a few rows
+    assert clipped[310:330].all() and remembered[310:330].all()  # the chart needs a few rows
     assert clipped[340:].mean() < 0.02
     assert remembered[340:].sum() > clipped[340:].sum() + 20
 
@@ -100,11 +122,15 @@ def test_streaming_gives_the_batch_scores_clipping_included() -> None:
 
 
 def test_a_switched_tag_has_no_chart() -> None:
-    """A pump that ran once in training: its flow is zero, or steady while it runs. "As a moment
+    """A pump that ran twice in training: its flow is zero, or steady while it runs. "As a moment
     ago" is a tight law on those rows, and breaks at the next switch."""
     base = pi_loop(3000, 0)
     flow = np.zeros(3000)
-    flow[1000:1100] = 30.0 + np.random.default_rng(9).normal(0, 0.01, 100)
+    noise = np.random.default_rng(9).normal(0, 0.01, 3000)
+    for start in (1000, 2000):  # in two held-out blocks, so each block's law has seen it run
+        flow[start : start + 60] = 30.0 + noise[start : start + 60]
     train = Frame((*TAGS, "FLOW"), np.column_stack([base.values, flow]))
-    assert not InnovationDetector().fit(train).law_.varying[-1]
-    assert InnovationDetector(switched=1.0).fit(train).law_.varying[-1]
+    # Four switches in 3,000 rows leave "as a moment ago" within 0.19 of the flow's spread: tight
+    # enough at 0.25, and then only the switched rule leaves it out.
+    assert not InnovationDetector(tight=0.25).fit(train).law_.varying[-1]
+    assert InnovationDetector(tight=0.25, switched=1.0).fit(train).law_.varying[-1]

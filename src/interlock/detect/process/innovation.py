@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter  # type: ignore[import-untyped]
 
-from interlock.detect.process.base import FloatArray, ProcessDetector, RowScorer, Standardizer
+from interlock.detect.process.base import FloatArray, Frame, ProcessDetector, RowScorer, Standardizer
 from interlock.detect.process.cva import BLOCK_ROWS
 from interlock.detect.process.dpca import lagged
 
@@ -59,6 +59,7 @@ class InnovationDetector(ProcessDetector):
         cap: float = 5.0,
         restart: float = 10.0,
         switched: float = 0.5,
+        ratio: float = 3.0,
         keep_raw: bool = False,
         tight: float = 0.1,
         ridge: float = 1e-6,
@@ -73,6 +74,7 @@ class InnovationDetector(ProcessDetector):
         self.cap = cap
         self.restart = restart
         self.switched = switched
+        self.ratio = ratio
         self.keep_raw = keep_raw
         self.tight = tight
         self.ridge = ridge
@@ -89,18 +91,20 @@ class InnovationDetector(ProcessDetector):
         rows = lagged(z[lo:b], self.lags)[a - lo :]
         return np.hstack([rows, np.ones((len(rows), 1))])
 
-    def _law(self, x: FloatArray) -> _Law:
-        scaler = Standardizer(x)
-        z = self._standardized(scaler, x)
-        p = z.shape[1]
-        m = (self.lags + 1) * p + 1
+    def _gram(self, z: FloatArray, a: int, b: int) -> FloatArray:
+        """The Gram matrix of the lag rows (and the constant) of rows a..b, built in blocks."""
+        m = (self.lags + 1) * z.shape[1] + 1
         gram = np.zeros((m, m))
-        for a, b in _blocks(len(z) - self.lags):  # rows with a full history only
-            f = self._features(z, a + self.lags, b + self.lags)
+        for lo, hi in _blocks(b - a):
+            f = self._features(z, a + lo, a + hi)
             gram += f.T @ f
-        varying = x.std(axis=0) > 1e-12
+        return gram
+
+    def _solve(self, gram: FloatArray, rows: int, varying: npt.NDArray[np.bool_]) -> FloatArray:
+        """Each varying tag's law from the Gram matrix of ``rows`` rows: weights (features + 1, p)."""
+        m, p = len(gram), int(varying.size)
         weights = np.zeros((m, p))
-        ridge = self.ridge * max(len(z), 1)
+        ridge = self.ridge * max(rows, 1)
         for j in np.flatnonzero(varying):
             keep = np.arange(m) != j  # tag j at t is what the law predicts
             g = gram[np.ix_(keep, keep)]
@@ -109,16 +113,15 @@ class InnovationDetector(ProcessDetector):
                 weights[keep, j] = np.linalg.solve(g, gram[keep, j])
             except np.linalg.LinAlgError:  # ridge 0 and collinear tags
                 weights[keep, j] = np.linalg.lstsq(g, gram[keep, j], rcond=None)[0]
-        return _Law(scaler, varying, weights)
+        return weights
 
-    def _innovations(self, law: _Law, x: FloatArray, start: int = 0) -> FloatArray:
-        """Each tag's one-step innovation at rows ``start``.. (earlier rows give the lags only)."""
-        z = self._standardized(law.scaler, x)
-        out = np.empty((len(z) - start, z.shape[1]))
-        for a, b in _blocks(len(z) - start):
-            out[a:b] = z[start + a : start + b] - self._features(z, start + a, start + b) @ law.weights
-        out[:, ~law.varying] = 0.0
-        out[: max(self.lags - start, 0)] = 0.0  # no history yet: no law to check
+    def _innovations(self, z: FloatArray, weights: FloatArray, a: int, b: int) -> FloatArray:
+        """Each tag's one-step innovation at rows a..b of the standardized ``z`` (the rows before
+        a give the lags only); rows without a full history yet have no law to check (0)."""
+        out = np.empty((b - a, z.shape[1]))
+        for lo, hi in _blocks(b - a):
+            out[lo:hi] = z[a + lo : a + hi] - self._features(z, a + lo, a + hi) @ weights
+        out[: max(self.lags - a, 0)] = 0.0
         return out
 
     # --- the charts ---
@@ -156,7 +159,13 @@ class InnovationDetector(ProcessDetector):
 
     def _per_tag(self, e: FloatArray, clip: bool = True) -> tuple[FloatArray, FloatArray]:
         """Chart and raw per tag, each over its limit."""
-        chart = (self._chart(e, clip) - self.chart_mean_) / self.chart_scale_ / self.limits_[0]
+        level = self._chart(e, clip)
+        chart = (level - self.chart_mean_) / self.chart_scale_ / self.limits_[0]
+        if self.ratio > 0:
+            # And the innovation variance at least ``ratio`` times its held-out value: from one
+            # normal run to the next it moves by a fifth or so (TEP), which the held-out blocks
+            # of a single run cannot show.
+            chart = np.minimum(chart, level / self.ratio)
         raw = np.abs(e) / self.limits_[1]
         chart[:, ~self.law_.varying] = -np.inf  # no law, no chart
         raw[:, ~self.law_.varying] = -np.inf
@@ -170,16 +179,25 @@ class InnovationDetector(ProcessDetector):
         return np.asarray(out, dtype=np.float64)
 
     def _fit(self, x: FloatArray) -> None:
-        n = len(x)
+        scaler = Standardizer(x)
+        z = self._standardized(scaler, x)
+        n, lags = len(z), self.lags
+        varying = x.std(axis=0) > 1e-12
+        total = self._gram(z, min(lags, n), n)  # rows with a full history only
         pieces: list[FloatArray] = []
-        if self.folds >= 2 and n >= self.folds * (2 * self.lags + 10):
+        if self.folds >= 2 and n >= self.folds * (2 * lags + 10):
+            # Blocked K-fold in one pass over the data: a fold's law is fitted on the Gram matrix
+            # of every row less the rows whose lag rows touch the held-out block.
             for a, b in itertools.pairwise(np.linspace(0, n, self.folds + 1).astype(int)):
-                fold = self._law(np.vstack([x[:a], x[b:]]))
-                pieces.append(self._innovations(fold, x[:b], int(a)))
+                lo, hi = max(int(a), lags), min(int(b) + lags, n)
+                out = self._gram(z, lo, hi) if hi > lo else 0.0
+                weights = self._solve(total - out, n - lags - max(hi - lo, 0), varying)
+                pieces.append(self._innovations(z, weights, int(a), int(b)))
         else:
-            pieces.append(self._innovations(self._law(x), x))
-        law = self._law(x)
+            pieces.append(self._innovations(z, self._solve(total, n - lags, varying), 0, n))
+        law = _Law(scaler, varying, self._solve(total, n - lags, varying))
         self.law_ = law
+        pieces = [np.where(varying, e, 0.0) for e in pieces]
         held = np.vstack(pieces)
         spread = held.std(axis=0)
         # Only near-exact laws are charted: a loose one (a correlation, not a law) shifts from one
@@ -209,16 +227,28 @@ class InnovationDetector(ProcessDetector):
             self.limits_ = np.ones(2)
             self.held_out_ = np.zeros(len(held))
             return
-        chart, raw = self._per_tag(held, clip=False)
+        on = law.varying
+        chart_max = ((charts - self.chart_mean_) / self.chart_scale_)[:, on].max(axis=1)
+        raw_max = np.abs(held[:, on]).max(axis=1)
         self.limits_ = np.array([
-            max(float(np.quantile(chart.max(axis=1), self.quantile)), 1e-12),
-            max(float(np.quantile(raw.max(axis=1), self.quantile)), 1e-12),
+            max(float(np.quantile(chart_max, self.quantile)), 1e-12),
+            max(float(np.quantile(raw_max, self.quantile)), 1e-12),
         ])  # fmt: skip
-        self.clip_level_ = self.chart_mean_ + self.chart_scale_ * self.limits_[0]
+        # Where a chart is clipped to: the edge of its alarm (its limit, and ``ratio``).
+        self.clip_level_ = np.maximum(self.chart_mean_ + self.chart_scale_ * self.limits_[0], self.ratio)
         self.held_out_ = np.concatenate([self._combine(e) for e in pieces])
 
+    def fit(self, train: Frame) -> InnovationDetector:
+        super().fit(train)
+        # Each chart alarms over its own limit; the held-out quantile of the combined score may
+        # lie below 1 (the ``ratio`` floor cuts it), and must not undo that floor.
+        self.threshold_ = max(self.threshold_, 1.0)
+        return self
+
     def _normalized(self, x: FloatArray) -> FloatArray:
-        return np.asarray(self._innovations(self.law_, x) / self.sigma_, dtype=np.float64)
+        z = self._standardized(self.law_.scaler, x)
+        e = self._innovations(z, self.law_.weights, 0, len(z)) / self.sigma_
+        return np.asarray(np.where(self.law_.varying, e, 0.0), dtype=np.float64)
 
     def _score(self, x: FloatArray) -> FloatArray:
         if not self.law_.varying.any():
@@ -315,6 +345,8 @@ class _InnovationRows(RowScorer):
         lam = det.ewma
         self.chart = (1 - lam) * self.chart + lam * sq if lam > 0 else sq
         weights = (self.chart - self.centre) / self.spread
+        if det.ratio > 0:
+            weights = np.minimum(weights, self.chart / det.ratio)
         if det.keep_raw:
             weights = np.maximum(weights, np.abs(e) / det.limits_[1])
         self.last[self.idx] = np.maximum(weights, 0.0)
