@@ -10,21 +10,32 @@ controller whose gain or setpoint was changed without an operator command, an ac
 while its sensor is held: each breaks one tag's law while every tag stays inside its range.
 The multivariate charts (``cva``, ``dpca``) see the same break diluted in the norm of all tags'
 residuals; here each tag keeps its own chart. TEP's fault 15 (the condenser cooling water valve
-sticks) is the case in point: 14.6% with the default ensemble, 99% here (docs/process-detection.md).
+sticks) is the case in point: 14.6% with the default ensemble, 98.8% with this member
+(docs/process-detection.md).
 
-Per tag j the innovation e_j is divided by its spread on held-out normal rows (blocked folds, as
-``dpca`` sets its limits; in-sample residuals of a near-exact law would be too small). The chart
-is an EWMA of e_j² with weight ``ewma`` started at its in-control mean 1, so a sustained rise of
-the innovation variance adds up while single noisy rows average out (Crowder and Hamilton 1992
-chart variance the same way); each tag's chart is centred and scaled by its held-out mean and
-spread, and the statistic is the largest over the tags. ``keep_raw`` adds the largest |e_j|
-itself, a Shewhart chart for a single large break. Each statistic's limit is its ``quantile``
-on the held-out rows. Tags constant in training have no law here (``frozen`` and ``control``
-watch them). A missing reading counts as the tag's training mean.
+Only near-exact laws are charted: the held-out innovation at most ``tight`` (0.1) of the tag's
+spread, on tags not ``switched`` (at one value in over half the training rows: a pump's state
+or its flow, whose linear law holds between switches only). A loose law shifts from one normal
+run to the next more than held-out blocks of one run show. Per tag j the innovation e_j is
+divided by its spread on held-out normal rows (blocked folds, as ``dpca`` sets its limits;
+in-sample residuals of a near-exact law would be too small), floored at the tag's resolution
+(its smallest step between training values: an exact copy must survive another historian's
+rounding). The chart is an EWMA of min(e_j², ``cap``²) with weight ``ewma``, started at its
+in-control mean, so a sustained rise of the innovation variance adds up while single noisy rows
+average out (Crowder and Hamilton 1992 chart variance the same way); each tag's chart is
+centred and scaled by its held-out mean and spread and alarms over its held-out ``quantile``
+limit *and* at ``ratio`` times the held-out variance (a normal run's innovation variance differs
+from another's by up to about twice on TEP, which one training run cannot show). After a raw
+episode that peaked at ``restart`` times the raw limit, the charts are clipped to the edge of
+their alarm, so a large break that ended is not remembered for 1/λ rows. ``keep_raw`` adds the
+largest |e_j| itself, a Shewhart chart for a single large break. Tags constant in training have
+no law here (``frozen`` and ``control`` watch them). A missing reading counts as the tag's
+training mean.
 
 Least squares is written out (one Gram matrix, one small solve per tag) because scikit-learn's
-``Ridge`` would refit on the same rows once per tag, and the Gram matrix is built in blocks of
-rows so a WADI-sized plant does not need its lag rows in memory at once.
+``Ridge`` would refit on the same rows once per tag and per held-out fold; each fold's laws come
+from the Gram matrix of every row less those whose lag rows touch the fold, so the data is read
+once, in blocks of rows (a WADI-sized plant does not need its lag rows in memory at once).
 """
 
 from __future__ import annotations
