@@ -12,8 +12,9 @@ some member does. The blame and the explanation come from the member with the la
 brackets if need be, so it can be set from the command line
 (``--param "members=replay+cva(ewma=0.2,keep_raw=1)"``). The default takes one detector per
 kind of trace: ``replay`` (concealment), ``cva`` (the process dynamics: mean and variance
-charts), ``control`` (the PLC's switching logic and the pumps' operating ranges) and
-``frozen`` (a stuck valve or a held sensor value).
+charts), ``control`` (the PLC's switching logic and the pumps' operating ranges),
+``frozen`` (a stuck valve or a held sensor value) and ``innovation`` (a controller or valve
+breaking its own law while every tag stays in range).
 Every member gets the ensemble's ``quantile``; ``replay`` and ``frozen`` keep theirs (an
 exact repeat, a tag frozen past anything seen in normal data, is never normal).
 """
@@ -35,7 +36,7 @@ class EnsembleDetector(ProcessDetector):
 
     def __init__(
         self,
-        members: str = "replay+cva(ewma=0.2,keep_raw=1,var_ewma=0.05)+control+frozen",
+        members: str = "replay+cva(ewma=0.2,keep_raw=1,var_ewma=0.05)+control+frozen+innovation",
         quantile: float = 0.99,
         smooth: int = 1,
     ) -> None:
