@@ -134,3 +134,22 @@ def test_a_switched_tag_has_no_chart() -> None:
     # enough at 0.25, and then only the switched rule leaves it out.
     assert not InnovationDetector(tight=0.25).fit(train).law_.varying[-1]
     assert InnovationDetector(tight=0.25, switched=1.0).fit(train).law_.varying[-1]
+
+
+def test_a_training_run_too_short_for_held_out_blocks_charts_nothing() -> None:
+    """Fitted on as many rows as it has terms, every law is exact in sample; without held-out
+    blocks there is no honest spread, so no chart (a review saw 99% of a normal run alarm)."""
+    det = InnovationDetector().fit(pi_loop(40, 0))  # under 5 x (2 x 2 + 10) rows
+    assert not det.law_.varying.any()
+    assert not det.predict(pi_loop(500, 1)).any()
+
+
+def test_a_missing_training_reading_counts_as_the_mean() -> None:
+    train = pi_loop(2000, 0)
+    x = train.values.copy()
+    x[500, 2] = np.nan
+    det = InnovationDetector().fit(Frame(TAGS, x))
+    assert det.law_.varying[2]  # the valve keeps its law
+    spoofed = pi_loop(600, 3).values.copy()
+    spoofed[300:, 2] += 5.0
+    assert det.predict(Frame(TAGS, spoofed))[330:].mean() > 0.9

@@ -29,8 +29,9 @@ from another's by up to about twice on TEP, which one training run cannot show).
 episode that peaked at ``restart`` times the raw limit, the charts are clipped to the edge of
 their alarm, so a large break that ended is not remembered for 1/λ rows. ``keep_raw`` adds the
 largest |e_j| itself, a Shewhart chart for a single large break. Tags constant in training have
-no law here (``frozen`` and ``control`` watch them). A missing reading counts as the tag's
-training mean.
+no law here (``frozen`` and ``control`` watch them), nor does any tag when the training run is
+too short for held-out blocks (``folds`` x (2 ``lags`` + 10) rows). A missing reading counts as
+the tag's training mean.
 
 Least squares is written out (one Gram matrix, one small solve per tag) because scikit-learn's
 ``Ridge`` would refit on the same rows once per tag and per held-out fold; each fold's laws come
@@ -41,6 +42,7 @@ once, in blocks of rows (a WADI-sized plant does not need its lag rows in memory
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import numpy.typing as npt
@@ -190,6 +192,11 @@ class InnovationDetector(ProcessDetector):
         return np.asarray(out, dtype=np.float64)
 
     def _fit(self, x: FloatArray) -> None:
+        if np.isnan(x).any():  # a missing reading counts as the tag's mean, in training too
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing tag: mean 0
+                means = np.nan_to_num(np.nanmean(x, axis=0))
+            x = np.where(np.isnan(x), means, x)
         scaler = Standardizer(x)
         z = self._standardized(scaler, x)
         n, lags = len(z), self.lags
@@ -205,7 +212,10 @@ class InnovationDetector(ProcessDetector):
                 weights = self._solve(total - out, n - lags - max(hi - lo, 0), varying)
                 pieces.append(self._innovations(z, weights, int(a), int(b)))
         else:
-            pieces.append(self._innovations(z, self._solve(total, n - lags, varying), 0, n))
+            # Too short for held-out blocks: in-sample residuals of a law fitted on as many rows
+            # as it has terms are 0, and every tag would look exact. No law is charted.
+            varying = np.zeros_like(varying)
+            pieces.append(np.zeros((n, z.shape[1])))
         law = _Law(scaler, varying, self._solve(total, n - lags, varying))
         self.law_ = law
         pieces = [np.where(varying, e, 0.0) for e in pieces]
