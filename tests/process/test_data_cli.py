@@ -239,6 +239,7 @@ def test_a_training_folder_is_its_files_joined_in_name_order(tmp_path: Path) -> 
     f = read_training(folder, "attack")
     assert f.tags == ("P1",) and f.values[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
     assert f.timestamps == ("a", "b", "c", "d") and f.label is None
+    assert f.runs is not None and f.runs.tolist() == [0, 0, 1, 1]  # each file a run of its own
     (folder / "train3.csv").write_text("timestamp,P2\ne,5.0\n")
     with pytest.raises(DataError, match=r"train3\.csv: tags differ from train1\.csv: P1, P2"):
         read_training(folder, "attack")

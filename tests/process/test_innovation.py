@@ -153,3 +153,17 @@ def test_a_missing_training_reading_counts_as_the_mean() -> None:
     spoofed = pi_loop(600, 3).values.copy()
     spoofed[300:, 2] += 5.0
     assert det.predict(Frame(TAGS, spoofed))[330:].mean() > 0.9
+
+
+def test_laws_are_learned_within_runs_not_across_them() -> None:
+    """Thirty separate simulation runs in one training frame (Rieth's TEP layout): the jump from
+    one run's last row to the next one's first is no step of any law. Learned across the joins,
+    the laws' spreads grow 25-45 times and the doubled gain goes unseen."""
+    x = np.vstack([pi_loop(200, 100 + k).values for k in range(30)])
+    runs = np.repeat(np.arange(30), 200)
+    by_run = InnovationDetector().fit(Frame(TAGS, x, runs=runs))
+    joined = InnovationDetector().fit(Frame(TAGS, x))
+    tampered = pi_loop(1200, 2, gain_from=600)
+    assert by_run.predict(tampered)[600:].mean() > 0.9
+    assert joined.predict(tampered)[600:].mean() < 0.1
+    assert not by_run.predict(pi_loop(1200, 4)).any()

@@ -80,7 +80,8 @@ SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet", ".pq", ".dat")
 def read_training(path: Path, label: str | None = None) -> Frame:
     """The training rows of ``path``: one file, or a folder or a quoted file-name pattern
     (``'hai/train*.csv'``) whose files (HAI ships its normal operation as train1.csv,
-    train2.csv, ...) are read in name order (numbers as numbers) and joined. A label column,
+    train2.csv, ...) are read in name order (numbers as numbers) and joined, each file a run of
+    its own (``Frame.runs``). A label column,
     if there is one, is read (so a text label is not a tag) and set aside: training is on the rows
     as they are."""
     if path.is_dir():
@@ -104,7 +105,14 @@ def read_training(path: Path, label: str | None = None) -> Frame:
         frames[i] = same
     stamps = [fr.timestamps for fr in frames]
     joined = None if any(s is None for s in stamps) else tuple(t for s in stamps if s for t in s)
-    return Frame(frames[0].tags, np.vstack([fr.values for fr in frames]), joined)
+    # Each file is a run of its own (HAI's train1..train4 are separate periods), and so is each
+    # run inside a file: a detector that learns from consecutive rows must not bridge them.
+    runs, first = [], 0
+    for fr in frames:
+        _, local = np.unique(fr.runs if fr.runs is not None else np.zeros(len(fr)), return_inverse=True)
+        runs.append(first + local.astype(np.int64))
+        first += int(local.max(initial=-1)) + 1
+    return Frame(frames[0].tags, np.vstack([fr.values for fr in frames]), joined, runs=np.concatenate(runs))
 
 
 def _csv(path: Path) -> pa.Table:

@@ -201,22 +201,38 @@ class InnovationDetector(ProcessDetector):
         z = self._standardized(scaler, x)
         n, lags = len(z), self.lags
         varying = x.std(axis=0) > 1e-12
-        total = self._gram(z, min(lags, n), n)  # rows with a full history only
+        # Row ranges with a full history inside their run.
+        starts = [int(v) for v in getattr(self, "run_starts_", [0]) if 0 <= v < n] or [0]
+        spans = [(a + lags, b) for a, b in itertools.pairwise([*starts, n]) if b > a + lags]
+        fresh = np.ones(n, dtype=bool)
+        for a, b in spans:
+            fresh[a:b] = False
+
+        def gram(lo: int, hi: int) -> tuple[FloatArray, int]:
+            """The Gram matrix of the full-history rows in lo..hi, and their count."""
+            out = np.zeros(((lags + 1) * z.shape[1] + 1,) * 2)
+            parts = [(max(a, lo), min(b, hi)) for a, b in spans if min(b, hi) > max(a, lo)]
+            for a, b in parts:
+                out += self._gram(z, a, b)
+            return out, sum(b - a for a, b in parts)
+
+        total, rows = gram(0, n)
         pieces: list[FloatArray] = []
-        if self.folds >= 2 and n >= self.folds * (2 * lags + 10):
+        if self.folds >= 2 and n >= self.folds * (2 * lags + 10) and rows:
             # Blocked K-fold in one pass over the data: a fold's law is fitted on the Gram matrix
             # of every row less the rows whose lag rows touch the held-out block.
             for a, b in itertools.pairwise(np.linspace(0, n, self.folds + 1).astype(int)):
-                lo, hi = max(int(a), lags), min(int(b) + lags, n)
-                out = self._gram(z, lo, hi) if hi > lo else 0.0
-                weights = self._solve(total - out, n - lags - max(hi - lo, 0), varying)
-                pieces.append(self._innovations(z, weights, int(a), int(b)))
+                out, dropped = gram(int(a), min(int(b) + lags, n))
+                weights = self._solve(total - out, rows - dropped, varying)
+                e = self._innovations(z, weights, int(a), int(b))
+                e[fresh[a:b]] = 0.0  # no history in its run: no law to check
+                pieces.append(e)
         else:
             # Too short for held-out blocks: in-sample residuals of a law fitted on as many rows
             # as it has terms are 0, and every tag would look exact. No law is charted.
             varying = np.zeros_like(varying)
             pieces.append(np.zeros((n, z.shape[1])))
-        law = _Law(scaler, varying, self._solve(total, n - lags, varying))
+        law = _Law(scaler, varying, self._solve(total, rows, varying))
         self.law_ = law
         pieces = [np.where(varying, e, 0.0) for e in pieces]
         held = np.vstack(pieces)
@@ -260,6 +276,9 @@ class InnovationDetector(ProcessDetector):
         self.held_out_ = np.concatenate([self._combine(e) for e in pieces])
 
     def fit(self, train: Frame) -> InnovationDetector:
+        # Several runs in the training data (Rieth's 500 TEP runs, HAI's train1..train4): a lag
+        # row that reaches across a run start is no row of any law.
+        self.run_starts_ = np.array([a for a, _ in train.run_bounds()], dtype=np.int64)
         super().fit(train)
         # Each chart alarms over its own limit; the held-out quantile of the combined score may
         # lie below 1 (the ``ratio`` floor cuts it), and must not undo that floor.
