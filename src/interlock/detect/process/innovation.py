@@ -49,7 +49,7 @@ import numpy.typing as npt
 from scipy.signal import lfilter  # type: ignore[import-untyped]
 
 from interlock.detect.process.base import FloatArray, Frame, ProcessDetector, RowScorer, Standardizer
-from interlock.detect.process.cva import BLOCK_ROWS
+from interlock.detect.process.cva import _blocks  # rows in blocks of about BLOCK_ROWS
 from interlock.detect.process.dpca import lagged
 
 
@@ -138,11 +138,15 @@ class InnovationDetector(ProcessDetector):
         return out
 
     # --- the charts ---
+    def _squares(self, e: FloatArray) -> FloatArray:
+        """Squared innovations, capped: a break of any size adds at most ``cap``² to a chart."""
+        return np.minimum(e * e, self.cap**2) if self.cap > 0 else e * e
+
     def _chart(self, e: FloatArray, clip: bool = True) -> FloatArray:
         """EWMA of the squared normalized innovations (capped), per tag, from its in-control mean;
         shrunk onto its limit after a raw episode that peaked at ``restart`` times the raw limit."""
         lam = self.ewma
-        sq = np.minimum(e**2, self.cap**2) if self.cap > 0 else e**2
+        sq = self._squares(e)
         if lam <= 0 or not len(e):
             return np.asarray(sq, dtype=np.float64)
         state = np.array(self.start_, dtype=np.float64)
@@ -248,7 +252,7 @@ class InnovationDetector(ProcessDetector):
         self.sigma_ = np.where(law.varying, np.maximum(spread, floor), 1.0)
         pieces = [e / self.sigma_ for e in pieces]
         held = np.vstack(pieces)
-        sq = np.minimum(held**2, self.cap**2) if self.cap > 0 else held**2
+        sq = self._squares(held)
         self.start_ = sq.mean(axis=0)  # the chart's in-control mean, where every run starts it
         self.limits_ = np.ones(2)
         self.clip_level_ = np.full(len(self.sigma_), np.inf)
@@ -331,11 +335,6 @@ def _steps(z: FloatArray) -> FloatArray:
     return out
 
 
-def _blocks(n: int) -> list[tuple[int, int]]:
-    edges = [*range(0, n, BLOCK_ROWS), n]
-    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
-
-
 class _InnovationRows(RowScorer):
     """One row at a time: the lag rows in one rolling vector and the charts of the charted tags
     only (the others have no law to check)."""
@@ -383,7 +382,7 @@ class _InnovationRows(RowScorer):
             self.peak = 0.0
         else:
             self.peak = max(self.peak, ratio)
-        sq = np.minimum(e * e, det.cap**2) if det.cap > 0 else e * e
+        sq = det._squares(e)
         lam = det.ewma
         self.chart = (1 - lam) * self.chart + lam * sq if lam > 0 else sq
         weights = (self.chart - self.centre) / self.spread
