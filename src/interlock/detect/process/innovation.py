@@ -10,7 +10,7 @@ controller whose gain or setpoint was changed without an operator command, an ac
 while its sensor is held: each breaks one tag's law while every tag stays inside its range.
 The multivariate charts (``cva``, ``dpca``) see the same break diluted in the norm of all tags'
 residuals; here each tag keeps its own chart. TEP's fault 15 (the condenser cooling water valve
-sticks) is the case in point: 14.6% with the ensemble's other members, 95.5% with this one
+sticks) is the case in point: 14.6% with the ensemble's other members, 95.4% with this one
 (docs/process-detection.md).
 
 Only near-exact laws are charted: the held-out innovation at most ``tight`` (0.1) of the tag's
@@ -208,9 +208,6 @@ class InnovationDetector(ProcessDetector):
         # Row ranges with a full history inside their run.
         starts = [int(v) for v in getattr(self, "run_starts_", [0]) if 0 <= v < n] or [0]
         spans = [(a + lags, b) for a, b in itertools.pairwise([*starts, n]) if b > a + lags]
-        fresh = np.ones(n, dtype=bool)
-        for a, b in spans:
-            fresh[a:b] = False
 
         def gram(lo: int, hi: int) -> tuple[FloatArray, int]:
             """The Gram matrix of the full-history rows in lo..hi, and their count."""
@@ -222,18 +219,23 @@ class InnovationDetector(ProcessDetector):
 
         total, rows = gram(0, n)
         pieces: list[FloatArray] = []
-        if self.folds >= 2 and n >= self.folds * (2 * lags + 10) and rows:
+        if self.folds >= 2 and rows >= self.folds * (2 * lags + 10):
             # Blocked K-fold in one pass over the data: a fold's law is fitted on the Gram matrix
-            # of every row less the rows whose lag rows touch the held-out block.
+            # of every row less the rows whose lag rows touch the held-out block. The held-out
+            # pieces are the rows with a history in their run, one piece per run in the block,
+            # each charted from a fresh start as a scored run is.
             for a, b in itertools.pairwise(np.linspace(0, n, self.folds + 1).astype(int)):
                 out, dropped = gram(int(a), min(int(b) + lags, n))
                 weights = self._solve(total - out, rows - dropped, varying)
                 e = self._innovations(z, weights, int(a), int(b))
-                e[fresh[a:b]] = 0.0  # no history in its run: no law to check
-                pieces.append(e)
+                for lo, hi in spans:
+                    lo, hi = max(lo, int(a)), min(hi, int(b))
+                    if hi > lo:
+                        pieces.append(e[lo - a : hi - a])
         else:
-            # Too short for held-out blocks: in-sample residuals of a law fitted on as many rows
-            # as it has terms are 0, and every tag would look exact. No law is charted.
+            # Too few rows with a history for held-out blocks: in-sample residuals of a law fitted
+            # on as many rows as it has terms are 0, and every tag would look exact. No law is
+            # charted.
             varying = np.zeros_like(varying)
             pieces.append(np.zeros((n, z.shape[1])))
         law = _Law(scaler, varying, self._solve(total, rows, varying))
