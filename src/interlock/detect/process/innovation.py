@@ -249,8 +249,9 @@ class InnovationDetector(ProcessDetector):
             law.varying &= spread <= self.tight
         # Nor are switched tags (a pump's state, a flow that is zero while the pump is off): a
         # linear law holds between their switches only, and a rare switch would break it.
-        law.varying &= _mode_share(x) <= self.switched
-        floor = np.maximum(self.min_sigma, _steps(law.scaler(x)))
+        share, step = _values(z)
+        law.varying &= share <= self.switched
+        floor = np.maximum(self.min_sigma, step)
         self.sigma_ = np.where(law.varying, np.maximum(spread, floor), 1.0)
         pieces = [e / self.sigma_ for e in pieces]
         held = np.vstack(pieces)
@@ -267,7 +268,6 @@ class InnovationDetector(ProcessDetector):
         lam = min(max(self.ewma, 0.0), 1.0) or 1.0
         self.chart_scale_ = np.maximum(charts.std(axis=0), np.sqrt(2 * lam / (2 - lam)))
         if not law.varying.any():
-            self.limits_ = np.ones(2)
             self.held_out_ = np.zeros(len(held))
             return
         on = law.varying
@@ -316,25 +316,20 @@ class InnovationDetector(ProcessDetector):
         return _InnovationRows(self)
 
 
-def _mode_share(x: FloatArray) -> FloatArray:
-    """Each tag's share of rows at its most common value."""
-    out = np.zeros(x.shape[1])
-    for j in range(x.shape[1]):
-        _, counts = np.unique(x[:, j], return_counts=True)
-        out[j] = counts.max() / max(len(x), 1) if counts.size else 1.0
-    return out
-
-
-def _steps(z: FloatArray) -> FloatArray:
-    """Each tag's resolution: its smallest step between distinct training values. An exact law
-    (a tag copied into another) would otherwise have no spread, and another historian's
-    rounding would break it."""
-    out = np.zeros(z.shape[1])
+def _values(z: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per tag, from one sort of its training values: the share of rows at its most common value
+    (a switched tag sits at one value most of the time), and its resolution, the smallest step
+    between distinct values (an exact law, a tag copied into another, would otherwise have no
+    spread, and another historian's rounding would break it)."""
+    share, step = np.ones(z.shape[1]), np.zeros(z.shape[1])
     for j in range(z.shape[1]):
-        gaps = np.diff(np.unique(z[:, j]))
+        values, counts = np.unique(z[:, j], return_counts=True)
+        if counts.size:
+            share[j] = counts.max() / len(z)
+        gaps = np.diff(values)
         gaps = gaps[gaps > 0]
-        out[j] = gaps.min() if gaps.size else 0.0
-    return out
+        step[j] = gaps.min() if gaps.size else 0.0
+    return share, step
 
 
 class _InnovationRows(RowScorer):
