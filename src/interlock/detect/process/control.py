@@ -279,14 +279,13 @@ class _Tree:
         ]  # fmt: skip
 
     def leaf(self, now: list[float], before: list[float]) -> int:
+        """The leaf of a row and its previous one, both given as float32 values: scikit-learn
+        compares the features as float32, the thresholds as float64."""
         node = 0
         while self.left[node] != -1:
             back, col = self.reads[node]
             value = before[col] if back else now[col]
-            if value != value:  # NaN
-                go_left = self.missing_left[node]
-            else:  # scikit-learn compares the features as float32, the thresholds as float64
-                go_left = float(np.float32(value)) <= self.threshold[node]
+            go_left = self.missing_left[node] if value != value else value <= self.threshold[node]  # NaN
             node = self.left[node] if go_left else self.right[node]
         return node
 
@@ -303,21 +302,22 @@ class _ControlRows(RowScorer):
              None if r.tree is None else _Tree(r.tree, r.tag, r.causes, r.known), r.sure.tolist())
             for r in det.rules_
         ]  # fmt: skip
-        self.prev: list[float] | None = None
+        self.prev: list[float] | None = None  # the previous row as float32 values, for the trees
         self.columns = [r.tag for r in det.rules_] + [e.tag for e in det.envelopes_]
         self.kept = det.kept_.tolist()
         self.flags = [0.0] * len(self.columns)
 
     def __call__(self, row: FloatArray) -> float:
         det, now = self.det, row.tolist()
-        before = now if self.prev is None else self.prev
-        self.prev = now
+        now32 = row.astype(np.float32).tolist()
+        before = now32 if self.prev is None else self.prev
+        self.prev = now32
         flags = []
         for tag, rare, known, tree, sure in self.rules:
             y = now[tag]
             flag = float(rare is not None and y == rare) + float(y not in known)
             if tree is not None:
-                leaf = tree.leaf(now, before)
+                leaf = tree.leaf(now32, before)
                 flag += float(tree.label[leaf] != y and sure[leaf])
             flags.append(flag)
         key = np.ascontiguousarray(row[det.actuators_]).tobytes()
