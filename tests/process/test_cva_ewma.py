@@ -130,6 +130,27 @@ def test_restart_clips_the_filters_memory_after_a_large_deviation_ends() -> None
     assert det.predict(small)[SHIFT + 60 :].mean() > 0.5
 
 
+def test_forget_erases_the_memory_so_a_slow_return_is_not_charted() -> None:
+    """After a gross spoof the process comes back slowly (a tank refilling): clipped to its limit,
+    the filter sits on the edge and the slow return keeps it there; erased, it starts again from
+    the training mean and the return does not add up to an alarm."""
+    train, held_back = linear_plant(3000, 100), linear_plant(1200, 200)
+    back = 0.6 * np.exp(-np.arange(120) / 30.0)  # 120 rows of a slowly fading offset
+    test = changed(held_back, np.concatenate([np.full(30, 15.0), back]))
+    params = {"ewma": 0.2, "keep_raw": True, "restart": 2, "var_ewma": 0.05, "var_restart": 2}
+    clipped = CVADetector(**params).fit(train)
+    erased = CVADetector(**params, forget=True).fit(train)
+    assert np.array_equal(erased.caps_, np.zeros(3)) and np.array_equal(erased.var_caps_, np.zeros(2))
+    a, b = clipped.predict(test), erased.predict(test)
+    assert a[SHIFT : SHIFT + 30].all() and b[SHIFT : SHIFT + 30].all()
+    after = slice(SHIFT + 30, SHIFT + 150)
+    assert b[after].sum() <= a[after].sum() - 5
+    assert b[SHIFT + 150 :].mean() < 0.03  # and normal afterwards
+    # The price: a small shift that goes on after the spoof is seen later, but still seen.
+    small = changed(held_back, np.concatenate([np.full(30, 15.0), np.full(len(held_back) - SHIFT - 30, 0.6)]))
+    assert erased.predict(small)[SHIFT + 90 :].mean() > 0.5
+
+
 def test_restart_scores_an_empty_frame() -> None:
     train = linear_plant(600, 0)
     det = CVADetector(ewma=0.2, keep_raw=True, restart=2).fit(train)

@@ -108,6 +108,27 @@ def test_a_large_break_that_ended_is_not_remembered() -> None:
     assert remembered[340:].sum() > clipped[340:].sum() + 20
 
 
+def test_forget_erases_the_chart_so_the_settling_after_a_break_is_not_charted() -> None:
+    """After the spoof the loop settles for a while (the valve reading noisier, fading): clipped
+    to its alarm's edge the chart stays there on the slightly raised variance; erased to its
+    in-control mean it must add the settling up from nothing."""
+    train = pi_loop(3000, 0)
+    x = pi_loop(900, 4).values.copy()
+    x[300:330, 2] += 25.0
+    fade = np.exp(-np.arange(200) / 100)
+    x[330:530, 2] += np.random.default_rng(1).normal(0, 0.02, 200) * fade
+    settling = Frame(TAGS, x)
+    clipped = InnovationDetector().fit(train)
+    erased = InnovationDetector(forget=True).fit(train)
+    np.testing.assert_array_equal(erased.clip_level_, np.minimum(clipped.clip_level_, erased.start_))
+    a, b = clipped.predict(settling), erased.predict(settling)
+    assert a[310:330].all() and b[310:330].all()
+    assert b[330:600].sum() < a[330:600].sum() / 2
+    assert not b[600:].any()
+    live = RowByRow(erased)
+    np.testing.assert_allclose([live.score_row(v) for v in x], erased.score(settling), rtol=1e-9, atol=1e-9)
+
+
 def test_streaming_gives_the_batch_scores_clipping_included() -> None:
     train = pi_loop(3000, 0)
     x = pi_loop(900, 5, stick_from=700).values.copy()

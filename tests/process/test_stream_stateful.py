@@ -49,6 +49,7 @@ def test_streaming_gives_the_batch_scores_from_the_first_row(name: str) -> None:
         {"ewma": 0.2, "keep_raw": True, "var_ewma": 0.05},
         {"ewma": 0.2, "keep_raw": True, "restart": 10, "var_ewma": 0.05, "persist": 2, "smooth": 3},
         {"ewma": 0.1, "var_ewma": 0.1, "var_restart": 0},
+        {"ewma": 0.2, "keep_raw": True, "restart": 2, "var_ewma": 0.05, "var_restart": 2, "forget": True},
     ],
 )
 def test_cva_streams_its_filters_and_their_clipping(params: dict[str, Any]) -> None:

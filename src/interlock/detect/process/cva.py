@@ -48,6 +48,11 @@ drifted far enough to alarm on 12% of the rows. Its memory of a large deviation 
 ``restart`` clips the mean charts, after raw alarm episodes that peaked at ``var_restart``
 times the raw limit (default 10, on: the log of a 200-fold statistic would otherwise stay over
 the limit for tens of rows after the deviation ended); the mean charts keep theirs by default.
+``forget``: at those rows every filter is erased (back at its training mean, as at the start of a
+run) instead of clipped to its limit. After a loud episode the process often does not come back
+in one row (BATADAL's tanks refill for hours after an attack), and a filter clipped to its limit
+keeps alarming on the slow return; erased, it has to add up the return again from nothing. The
+price is a small shift that goes on after the loud episode: the filter sees it 1/λ rows later.
 A missing reading (NaN) counts as the tag's training mean, so it cannot blind the filters.
 
 Memory: the lag rows and their canonical coordinates are (lags + 1) times the data. They are
@@ -171,6 +176,7 @@ class CVADetector(HeldOutLimits[_Model]):
         restart: float = 0.0,
         var_ewma: float = 0.0,
         var_restart: float = 10.0,
+        forget: bool = False,
     ) -> None:
         super().__init__(quantile, smooth)
         self.lags = lags
@@ -183,6 +189,7 @@ class CVADetector(HeldOutLimits[_Model]):
         self.restart = restart
         self.var_ewma = var_ewma
         self.var_restart = var_restart
+        self.forget = forget
 
     def _model(self, x: FloatArray) -> _Model:
         scaler = Standardizer(x)
@@ -231,6 +238,9 @@ class CVADetector(HeldOutLimits[_Model]):
             self.raw_limits_ = limits[:3]
             self.caps_ = limits[3:6] if self.ewma > 0 else np.full(3, np.inf)
             self.var_caps_ = limits[-2:] if self.var_ewma > 0 else np.full(2, np.inf)
+            if self.forget:  # shrunk onto 0: the memory erased, each filter back at its training mean
+                self.caps_ = np.where(np.isfinite(self.caps_), 0.0, self.caps_)
+                self.var_caps_ = np.where(np.isfinite(self.var_caps_), 0.0, self.var_caps_)
         super()._fit(x)
         del self._fold_models
 

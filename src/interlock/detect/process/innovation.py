@@ -27,7 +27,9 @@ centred and scaled by its held-out mean and spread and alarms over its held-out 
 limit *and* at ``ratio`` times the held-out variance (a normal run's innovation variance differs
 from another's by up to about twice on TEP, which one training run cannot show). After a raw
 episode that peaked at ``restart`` times the raw limit, the charts are clipped to the edge of
-their alarm, so a large break that ended is not remembered for 1/λ rows. ``keep_raw`` adds the
+their alarm, so a large break that ended is not remembered for 1/λ rows (``forget``: reset to
+their in-control mean, so the slow return of a process after a loud break is not charted
+either; as ``cva``'s ``forget``). ``keep_raw`` adds the
 largest |e_j| itself, a Shewhart chart for a single large break. Tags constant in training have
 no law here (``frozen`` and ``control`` watch them), nor does any tag when the training run is
 too short for held-out blocks (``folds`` x (2 ``lags`` + 10) rows). A missing reading counts as
@@ -74,6 +76,7 @@ class InnovationDetector(ProcessDetector):
         switched: float = 0.5,
         ratio: float = 3.0,
         keep_raw: bool = False,
+        forget: bool = False,
         tight: float = 0.1,
         ridge: float = 1e-6,
         min_sigma: float = 1e-3,
@@ -89,6 +92,7 @@ class InnovationDetector(ProcessDetector):
         self.switched = switched
         self.ratio = ratio
         self.keep_raw = keep_raw
+        self.forget = forget
         self.tight = tight
         self.ridge = ridge
         self.min_sigma = min_sigma
@@ -277,8 +281,11 @@ class InnovationDetector(ProcessDetector):
             max(float(np.quantile(chart_max, self.quantile)), 1e-12),
             max(float(np.quantile(raw_max, self.quantile)), 1e-12),
         ])  # fmt: skip
-        # Where a chart is clipped to: the edge of its alarm (its limit, and ``ratio``).
+        # Where a chart is clipped to: the edge of its alarm (its limit, and ``ratio``), or with
+        # ``forget`` its in-control mean (the memory erased).
         self.clip_level_ = np.maximum(self.chart_mean_ + self.chart_scale_ * self.limits_[0], self.ratio)
+        if self.forget:
+            self.clip_level_ = np.minimum(self.clip_level_, self.start_)
         self.held_out_ = np.concatenate([self._combine(e) for e in pieces])
 
     def fit(self, train: Frame) -> InnovationDetector:
