@@ -71,8 +71,11 @@ def streaming(shared: Path) -> list[tuple[str, int, float, float]]:
     test = read_frame(shared / "data/batadal/BATADAL_dataset04.csv", "ATT_FLAG")
     rows = [dict(zip(test.tags, map(float, r), strict=True)) for r in test.values]
     results = []
-    # cva as the default ensemble runs it (its filters and variance chart are the streamed state)
-    member = {"cva": {"ewma": 0.2, "keep_raw": True, "var_ewma": 0.05}}
+    # cva as the default ensemble runs it (its filters and their erasure are the streamed state)
+    member: dict[str, dict[str, object]] = {
+        "cva": {"ewma": 0.2, "keep_raw": True, "restart": 2.0, "forget": True},
+        "innovation": {"forget": True},
+    }
     for name in ("hst", "pca", "residual", "cva", "frozen", "replay", "control", "innovation", "ensemble"):
         det = HalfSpaceTreesDetector() if name == "hst" else DETECTORS[name](**member.get(name, {}))
         det.fit(train)

@@ -73,7 +73,11 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
 @eval_group.command("process")
 @click.argument("train", type=click.Path(path_type=Path))
 @click.argument("test", type=click.Path(path_type=Path))
-@click.option("--label", help="Attack label column (1 = attack) in TEST; set aside in TRAIN.")
+@click.option(
+    "--label",
+    help="Attack label column (1 = attack) in TEST; set aside in TRAIN. With --windows or "
+    "--label-file TEST may lack it.",
+)
 @click.option(
     "--fault-start", type=int,
     help="TEST rows from N on (counting from 0; in each run of a file of several) are faulty; with "
@@ -138,7 +142,10 @@ def process(
         # Ground truth given apart (windows, a label file): the test file may lack the label
         # column, as the BATADAL competition's test file does; --label still names it in TRAIN.
         apart = windows is not None or label_file is not None
+        if apart and fault_start is not None:
+            _fail("give the ground truth once: --windows, --label-file or --fault-start")
         test_frame = read_frame(test, label=label, fault_start=fault_start, require_label=not apart)
+        no_label_column = label is None or (apart and test_frame.label is None)
         if windows is not None and label_file is not None:
             _fail("give the ground truth once: --windows or --label-file")
         # The kinds are the label column's: not those of windows or a label file that replace it.
@@ -149,12 +156,18 @@ def process(
     except DataError as exc:
         _fail(str(exc))
         return
-    if (windows is not None or label_file is not None or fault_start is not None) and label is None:
-        truthy = [t for t in test_frame.tags if t.lower() in LABEL_NAMES]
-        if truthy:
+    if (windows is not None or label_file is not None or fault_start is not None) and no_label_column:
+        # No label column in TEST: a column that looks like one would be left in as a tag and
+        # hand the answer to the detectors (a misspelt --label too, now that TEST may lack it).
+        truthy = [(test, t) for t in test_frame.tags if t.lower() in LABEL_NAMES]
+        truthy += [(train, t) for t in train_frame.tags if t.lower() in LABEL_NAMES]
+        if truthy and label is None:
             given = "--windows" if windows else "--label-file" if label_file else "--fault-start"
-            _fail(f"{test}: column {truthy[0]!r} looks like ground truth: name it with --label "
+            _fail(f"{truthy[0][0]}: column {truthy[0][1]!r} looks like ground truth: name it with --label "
                   f"so it is left out of the tags ({given} still applies)")  # fmt: skip
+        if truthy:
+            _fail(f"{truthy[0][0]}: column {truthy[0][1]!r} looks like ground truth and --label {label!r} "
+                  f"names no column of {test.name}: check --label")  # fmt: skip
     # Per-stage attack columns beside the label (HAI's attack_P1..P3 next to attack) are ground
     # truth too: left in as tags they would hand the answer to any detector.
     left_out = sorted(_label_like(label, set(train_frame.tags) | set(test_frame.tags)))

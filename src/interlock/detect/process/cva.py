@@ -48,11 +48,14 @@ drifted far enough to alarm on 12% of the rows. Its memory of a large deviation 
 ``restart`` clips the mean charts, after raw alarm episodes that peaked at ``var_restart``
 times the raw limit (default 10, on: the log of a 200-fold statistic would otherwise stay over
 the limit for tens of rows after the deviation ended); the mean charts keep theirs by default.
-``forget``: at those rows every filter is erased (back at its training mean, as at the start of a
-run) instead of clipped to its limit. After a loud episode the process often does not come back
-in one row (BATADAL's tanks refill for hours after an attack), and a filter clipped to its limit
-keeps alarming on the slow return; erased, it has to add up the return again from nothing. The
-price is a small shift that goes on after the loud episode: the filter sees it 1/λ rows later.
+``forget``: at the rows where ``restart`` (mean charts) and ``var_restart`` (variance chart) clip,
+the filters are erased instead (z = 0: back at the training mean; the scaling goes on at its
+steady value, not a new run's start-up); nothing happens without those. After a loud episode the
+process often does not come back in one row (BATADAL's tanks refill for hours after an attack),
+and a filter clipped to its limit keeps alarming on the slow return; erased, it has to add up
+the return again from nothing. The price is a small shift that goes on after the loud episode:
+the filter sees it about 1/λ rows later. Held-out limits are set on charts erased the same way,
+so they are lower (threefold for the variance chart at ``var_restart`` 2 on BATADAL).
 A missing reading (NaN) counts as the tag's training mean, so it cannot blind the filters.
 
 Memory: the lag rows and their canonical coordinates are (lags + 1) times the data. They are
@@ -125,7 +128,8 @@ def _ewma(
     root of its start-up variance factor; the rows before ``start`` are returned unchanged. At a
     row where ``restarts`` is True, each ``caps`` group of columns whose scaled squared norm is
     over its cap is shrunk onto it before the row is taken in: the memory is clipped to the
-    chart's limit, not erased, so a shift that goes on is still above it one row later. With
+    chart's limit, so a shift that goes on is still above it one row later (a cap of 0, with
+    ``forget``, erases it). With
     ``inplace`` the filter overwrites ``x``."""
     if not 0 < lam <= 1:
         raise ValueError(f"ewma must be in (0, 1], not {lam}")

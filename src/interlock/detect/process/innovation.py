@@ -27,9 +27,9 @@ centred and scaled by its held-out mean and spread and alarms over its held-out 
 limit *and* at ``ratio`` times the held-out variance (a normal run's innovation variance differs
 from another's by up to about twice on TEP, which one training run cannot show). After a raw
 episode that peaked at ``restart`` times the raw limit, the charts are clipped to the edge of
-their alarm, so a large break that ended is not remembered for 1/λ rows (``forget``: reset to
-their in-control mean, so the slow return of a process after a loud break is not charted
-either; as ``cva``'s ``forget``). ``keep_raw`` adds the
+their alarm, so a large break that ended is not remembered for 1/λ rows (``forget``, which needs
+``restart``: clipped down to their in-control mean instead, so the slow return of a process after
+a loud break is not charted either; as ``cva``'s ``forget``). ``keep_raw`` adds the
 largest |e_j| itself, a Shewhart chart for a single large break. Tags constant in training have
 no law here (``frozen`` and ``control`` watch them), nor does any tag when the training run is
 too short for held-out blocks (``folds`` x (2 ``lags`` + 10) rows). A missing reading counts as
@@ -148,7 +148,8 @@ class InnovationDetector(ProcessDetector):
 
     def _chart(self, e: FloatArray, clip: bool = True) -> FloatArray:
         """EWMA of the squared normalized innovations (capped), per tag, from its in-control mean;
-        shrunk onto its limit after a raw episode that peaked at ``restart`` times the raw limit."""
+        clipped down to ``clip_level_`` (its limit, or with ``forget`` its in-control mean) after a
+        raw episode that peaked at ``restart`` times the raw limit."""
         lam = self.ewma
         sq = self._squares(e)
         if lam <= 0 or not len(e):
