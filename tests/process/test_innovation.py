@@ -129,6 +129,35 @@ def test_forget_erases_the_chart_so_the_settling_after_a_break_is_not_charted() 
     np.testing.assert_allclose([live.score_row(v) for v in x], erased.score(settling), rtol=1e-9, atol=1e-9)
 
 
+def test_excise_forgets_the_loud_rows_but_not_a_deviation_charted_before_them() -> None:
+    """A flow meter grown six times noisier (a lasting fault), then a 3-row spike: ``forget``
+    erases the chart at the end of each loud episode, the meter's own loudest rows included, and
+    goes nearly blind; ``excise`` puts it back where it stood before the episode, so the noisy
+    meter stays charted, while the settling after a spoof on a sound loop is forgotten as well."""
+    train = with_flow(pi_loop(3000, 0), 0, 0.1)
+    forget = InnovationDetector(forget=True).fit(train)
+    excise = InnovationDetector(excise=True).fit(train)
+    noisy = with_flow(pi_loop(1500, 6), 6, 0.1 * 6**0.5)
+    x = noisy.values.copy()
+    x[700:703, 4] += 30.0
+    spiked = Frame(noisy.tags, x)
+    assert forget.predict(spiked)[600:].mean() < 0.2
+    assert excise.predict(spiked)[600:].mean() > 0.7
+    loop = pi_loop(3000, 0)
+    x = pi_loop(900, 4).values.copy()
+    x[300:330, 2] += 25.0
+    x[330:530, 2] += np.random.default_rng(1).normal(0, 0.02, 200) * np.exp(-np.arange(200) / 100)
+    settling = Frame(TAGS, x)
+    clipped = InnovationDetector().fit(loop).predict(settling)
+    excised = InnovationDetector(excise=True).fit(loop).predict(settling)
+    assert excised[310:330].all() and excised[330:600].sum() < clipped[330:600].sum() / 2
+    with_raw = InnovationDetector(excise=True, keep_raw=True).fit(loop)
+    for det, frame in ((excise, spiked), (with_raw, settling)):
+        live = RowByRow(det)
+        scores = [live.score_row(v) for v in frame.values]
+        np.testing.assert_allclose(scores, det.score(frame), rtol=1e-9, atol=1e-9)
+
+
 def test_streaming_gives_the_batch_scores_clipping_included() -> None:
     train = pi_loop(3000, 0)
     x = pi_loop(900, 5, stick_from=700).values.copy()

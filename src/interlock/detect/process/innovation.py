@@ -29,7 +29,11 @@ from another's by up to about twice on TEP, which one training run cannot show).
 episode that peaked at ``restart`` times the raw limit, the charts are clipped to the edge of
 their alarm, so a large break that ended is not remembered for 1/λ rows (``forget``, which needs
 ``restart``: clipped down to their in-control mean instead, so the slow return of a process after
-a loud break is not charted either; as ``cva``'s ``forget``). ``keep_raw`` adds the
+a loud break is not charted either; as ``cva``'s ``forget``; ``excise``, which needs ``restart``
+too: clipped down to where the chart would stand had the episode's rows been in control, its
+level before the episode gone that many steps towards the in-control mean, so the loud rows are
+forgotten and a deviation charted before them is not: a meter grown noisy whose loudest rows
+end episodes stays charted, where ``forget`` would erase it at each). ``keep_raw`` adds the
 largest |e_j| itself, a Shewhart chart for a single large break. Tags constant in training have
 no law here (``frozen`` and ``control`` watch them), nor does any tag when the training run is
 too short for held-out blocks (``folds`` x (2 ``lags`` + 10) rows). A missing reading counts as
@@ -77,6 +81,7 @@ class InnovationDetector(ProcessDetector):
         ratio: float = 3.0,
         keep_raw: bool = False,
         forget: bool = False,
+        excise: bool = False,
         tight: float = 0.1,
         ridge: float = 1e-6,
         min_sigma: float = 1e-3,
@@ -93,6 +98,7 @@ class InnovationDetector(ProcessDetector):
         self.ratio = ratio
         self.keep_raw = keep_raw
         self.forget = forget
+        self.excise = excise
         self.tight = tight
         self.ridge = ridge
         self.min_sigma = min_sigma
@@ -154,30 +160,38 @@ class InnovationDetector(ProcessDetector):
         sq = self._squares(e)
         if lam <= 0 or not len(e):
             return np.asarray(sq, dtype=np.float64)
-        state = np.array(self.start_, dtype=np.float64)
+        start = np.array(self.start_, dtype=np.float64)
+        state = start
         out = np.empty_like(sq)
-        cuts = self._clips(e) if clip and self.restart > 0 else []
+        episodes = self._episodes(e) if clip and self.restart > 0 else []
         prev = 0
-        for t in [*cuts, len(sq)]:
+        for a, t in [*episodes, (len(sq), len(sq))]:
             if t > prev:
                 zi = (1 - lam) * state[None, :]
                 out[prev:t], _ = lfilter([lam], [1.0, lam - 1.0], sq[prev:t], axis=0, zi=zi)
                 state = out[t - 1]
             if t < len(sq):
                 state = np.minimum(state, self.clip_level_)
+                if self.excise:
+                    before = out[a - 1] if a > 0 else start
+                    state = np.minimum(state, _excised(before, start, lam, t - a))
             prev = t
         return out
 
-    def _clips(self, e: FloatArray) -> list[int]:
-        """Rows right after a raw episode (rows with some |e| over the raw limit) whose peak reached
-        ``restart`` times it: that deviation was reported loudly, and the chart's memory of it
-        would go on alarming after the process is back."""
+    def _episodes(self, e: FloatArray) -> list[tuple[int, int]]:
+        """Raw episodes (rows a..b-1 with some |e| over the raw limit) whose peak reached
+        ``restart`` times it and that end before the last row: that deviation was reported
+        loudly, and the chart's memory of it would go on alarming after the process is back."""
         ratio = np.max(np.abs(e[:, self.law_.varying]), axis=1, initial=0.0) / self.limits_[1]
         above = np.concatenate([[False], ratio > 1, [False]])
         starts = np.flatnonzero(~above[:-1] & above[1:])
         ends = np.flatnonzero(above[:-1] & ~above[1:])  # one past the episode's last row
-        return [int(b) for a, b in zip(starts, ends, strict=True)
+        return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)
                 if b < len(e) and ratio[a:b].max() >= self.restart]  # fmt: skip
+
+    def _clips(self, e: FloatArray) -> list[int]:
+        """The rows right after those episodes, where the charts are clipped."""
+        return [b for _, b in self._episodes(e)]
 
     def _per_tag(self, e: FloatArray, clip: bool = True) -> tuple[FloatArray, FloatArray]:
         """Chart and raw per tag, each over its limit."""
@@ -340,6 +354,12 @@ def _values(z: FloatArray) -> tuple[FloatArray, FloatArray]:
     return share, step
 
 
+def _excised(before: FloatArray, start: FloatArray, lam: float, rows: int) -> FloatArray:
+    """Where a chart would stand had the ``rows`` rows of an episode been in control: its level
+    before the episode, gone that many EWMA steps towards the in-control mean."""
+    return np.asarray(start + (before - start) * (1 - lam) ** rows, dtype=np.float64)
+
+
 class _InnovationRows(RowScorer):
     """One row at a time: the lag rows in one rolling vector and the charts of the charted tags
     only (the others have no law to check)."""
@@ -360,6 +380,9 @@ class _InnovationRows(RowScorer):
         self.features = np.ones(law.weights.shape[0])  # every tag at t .. t - lags, then 1
         self.p = len(self.mean)
         self.peak = 0.0
+        self.start = np.array(det.start_[self.idx], dtype=np.float64)
+        self.before = self.chart  # the chart before the current raw episode (``excise``)
+        self.rows = 0  # the current raw episode's rows so far
         self.last = np.zeros(self.p)
         self.seen = 0
 
@@ -382,11 +405,17 @@ class _InnovationRows(RowScorer):
         self.seen += 1
         ratio = float(np.abs(e).max()) / det.limits_[1]
         if ratio <= 1:
-            if det.restart > 0 and self.peak >= det.restart:  # as ``_clips``
+            if det.restart > 0 and self.peak >= det.restart:  # as ``_episodes``
                 np.minimum(self.chart, self.clip, out=self.chart)
-            self.peak = 0.0
+                if det.excise:
+                    excised = _excised(self.before, self.start, det.ewma, self.rows)
+                    np.minimum(self.chart, excised, out=self.chart)
+            self.peak, self.rows = 0.0, 0
         else:
+            if self.rows == 0:
+                self.before = self.chart
             self.peak = max(self.peak, ratio)
+            self.rows += 1
         sq = det._squares(e)
         lam = det.ewma
         self.chart = (1 - lam) * self.chart + lam * sq if lam > 0 else sq
