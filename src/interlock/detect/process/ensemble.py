@@ -17,10 +17,11 @@ charts), ``control`` (the PLC's switching logic and the pumps' operating ranges)
 breaking its own law while every tag stays in range). The two charting members forget a loud
 deviation once it has ended, after a raw alarm episode that peaked at twice its limit: ``cva``'s
 filters start again from the training mean (``restart=2``, ``forget=1``), ``innovation``'s charts
-go back to where they stood before the episode (``excise=1``: a deviation already charted before
-the loud rows stays charted). The deviation was reported, and an attack's end is followed by
-hours of the plant returning, which a remembering chart goes on alarming about (BATADAL's false
-alarms were those hours). ``cva``'s variance chart
+are clipped to the lower of their alarm's edge and where they would stand had the episode's
+rows been in control (``excise=1``: their level before it, decayed over its rows; a deviation
+charted before the loud rows is not erased, as with ``forget``). The deviation was reported,
+and an attack's end is followed by hours of the plant returning, which a remembering chart goes
+on alarming about (BATADAL's false alarms were those hours). ``cva``'s variance chart
 (``var_ewma``) was in the default from the fifth to the ninth session; forgetting, it added 0.03
 points on TEP, alarmed at the start of files (its held-out limits, from erased charts, fell
 threefold) and cost BATADAL's F1, so it left.

@@ -30,10 +30,14 @@ episode that peaked at ``restart`` times the raw limit, the charts are clipped t
 their alarm, so a large break that ended is not remembered for 1/λ rows (``forget``, which needs
 ``restart``: clipped down to their in-control mean instead, so the slow return of a process after
 a loud break is not charted either; as ``cva``'s ``forget``; ``excise``, which needs ``restart``
-too: clipped down to where the chart would stand had the episode's rows been in control, its
-level before the episode gone that many steps towards the in-control mean, so the loud rows are
-forgotten and a deviation charted before them is not: a meter grown noisy whose loudest rows
-end episodes stays charted, where ``forget`` would erase it at each). ``keep_raw`` adds the
+too: also clipped to where the chart would stand had the episode's rows been in control, its
+level before the episode decayed over the episode's rows towards the in-control mean, so the
+loud rows are forgotten and a deviation charted before them is kept, up to the alarm's edge
+and decayed: a meter grown noisy whose loudest rows end episodes stays charted, where
+``forget`` would erase it at each; with ``forget`` as well, ``forget`` decides). An episode is
+a run of rows where *some* tag is loud, and excising drops those rows from every tag's chart: a
+deviation building up on another tag during a long loud episode is forgotten with it (a
+per-tag excision kept the after-attack false alarms on BATADAL). ``keep_raw`` adds the
 largest |e_j| itself, a Shewhart chart for a single large break. Tags constant in training have
 no law here (``frozen`` and ``control`` watch them), nor does any tag when the training run is
 too short for held-out blocks (``folds`` x (2 ``lags`` + 10) rows). A missing reading counts as
@@ -154,7 +158,8 @@ class InnovationDetector(ProcessDetector):
 
     def _chart(self, e: FloatArray, clip: bool = True) -> FloatArray:
         """EWMA of the squared normalized innovations (capped), per tag, from its in-control mean;
-        clipped down to ``clip_level_`` (its limit, or with ``forget`` its in-control mean) after a
+        clipped down to ``clip_level_`` (its limit, or with ``forget`` its in-control mean) and,
+        with ``excise``, to its level before the episode decayed over the episode's rows, after a
         raw episode that peaked at ``restart`` times the raw limit."""
         lam = self.ewma
         sq = self._squares(e)
@@ -381,7 +386,7 @@ class _InnovationRows(RowScorer):
         self.p = len(self.mean)
         self.peak = 0.0
         self.start = np.array(det.start_[self.idx], dtype=np.float64)
-        self.before = self.chart  # the chart before the current raw episode (``excise``)
+        self.before = self.chart.copy()  # the chart before the current raw episode (``excise``)
         self.rows = 0  # the current raw episode's rows so far
         self.last = np.zeros(self.p)
         self.seen = 0
@@ -413,7 +418,7 @@ class _InnovationRows(RowScorer):
             self.peak, self.rows = 0.0, 0
         else:
             if self.rows == 0:
-                self.before = self.chart
+                self.before = self.chart.copy()
             self.peak = max(self.peak, ratio)
             self.rows += 1
         sq = det._squares(e)
