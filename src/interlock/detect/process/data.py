@@ -56,7 +56,10 @@ def read_frame(
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise _unreadable(path, exc) from None
     if label is not None and frame.label is None and require_label:
-        raise DataError(f"{path}: no label column {label!r}: check --label")
+        raise DataError(
+            f"{path}: no label column {label!r}: check --label, or give the truth apart "
+            "(--windows, --label-file)"
+        )
     if fault_start is not None:
         if not 0 <= fault_start <= len(frame):
             raise DataError(f"{path}: --fault-start {fault_start} is outside the {len(frame)} rows")
