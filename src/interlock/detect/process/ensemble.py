@@ -19,7 +19,7 @@ deviation once it has ended, after a raw alarm episode that peaked at twice its 
 filters start again from the training mean (``restart=2``, ``forget=1``), ``innovation``'s charts
 are clipped to the lower of their alarm's edge and where they would stand had the episode's
 rows been in control (``excise=1``: their level before it, decayed over its rows; a deviation
-charted before the loud rows is not erased, as with ``forget``). The deviation was reported,
+charted before the loud rows is kept, where ``forget`` erases it). The deviation was reported,
 and an attack's end is followed by hours of the plant returning, which a remembering chart goes
 on alarming about (BATADAL's false alarms were those hours). ``cva``'s variance chart
 (``var_ewma``) was in the default from the fifth to the ninth session; forgetting, it added 0.03
