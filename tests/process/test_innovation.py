@@ -164,7 +164,7 @@ def test_streaming_gives_the_batch_scores_clipping_included() -> None:
     x[300:330, 2] += 25.0
     test = Frame(TAGS, x)
     det = InnovationDetector(keep_raw=True).fit(train)
-    assert det._clips(det._normalized(x))  # the clipping is exercised
+    assert det._episodes(det._normalized(x))  # the clipping is exercised
     live = RowByRow(det)
     scores = np.array([live.score_row(v) for v in x])
     assert live._scorer is not None

@@ -194,10 +194,6 @@ class InnovationDetector(ProcessDetector):
         return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)
                 if b < len(e) and ratio[a:b].max() >= self.restart]  # fmt: skip
 
-    def _clips(self, e: FloatArray) -> list[int]:
-        """The rows right after those episodes, where the charts are clipped."""
-        return [b for _, b in self._episodes(e)]
-
     def _per_tag(self, e: FloatArray, clip: bool = True) -> tuple[FloatArray, FloatArray]:
         """Chart and raw per tag, each over its limit."""
         level = self._chart(e, clip)
