@@ -255,3 +255,88 @@ def test_a_view_frozen_by_the_proxy_is_found_by_the_frozen_check(tmp_path: Path)
     assert all(a.time_s >= hold_from for a in found), found
     (inject,) = score.injects
     assert inject.detected
+
+
+COMMAND_SCENARIO = """
+id: command-test
+title: Command points operated by an intruder
+plant: gas-pipeline
+based_on: "a test"
+seed: 7
+speed: max
+duration: 12m
+warmup: 6m
+description: The compressor stopped by a coil write, the alarms switched off, the city gate valve closed.
+objectives: [Detect the commands (T0855)]
+phases:
+  - name: Commands
+    injects:
+      - id: alarms-off
+        at: 7m
+        technique: modbus.write_coil
+        target: plc-1
+        params: {tag: alarms_enabled, value: false}
+        expect: [T0878, T0855]
+      - id: compressor-off
+        at: 8m
+        technique: modbus.write_coil
+        target: plc-1
+        params: {tag: compressor_run, value: false}
+        expect: [T0855, T0831]
+      - id: close-valve
+        at: 10m
+        technique: dnp3.direct_operate
+        target: rtu-1
+        params: {tag: delivery_valve, op: latch_off}
+        expect: [T0855, T0831]
+"""
+
+
+def test_command_points_changed_by_no_operator_are_found_on_modbus_and_dnp3(tmp_path: Path) -> None:
+    """Coils and DNP3 binary outputs are watched as setpoints are: a change no operator made is
+    the finding, when the HMI's next poll sees it, labelled by what the point does."""
+    scenario = parse_scenario(COMMAND_SCENARIO)
+    record, score = run_drill(
+        scenario, tmp_path, progress=False, store=False, firewall=False, instance=INSTANCE
+    )
+    found = sorted((a for a in _process(record.alerts) if a.rule.startswith("process.tampering.")),
+                   key=lambda a: a.time_s)  # fmt: skip
+    assert [(a.destination, a.rule, a.attack_ids) for a in found] == [
+        ("plc-1", "process.tampering.alarm_enable-change", ("T0878", "T0855")),
+        ("plc-1", "process.tampering.command-change", ("T0855", "T0831")),
+        ("rtu-1", "process.tampering.command-change", ("T0855", "T0831")),
+    ], found
+    # At the HMI's next poll after each write (DNP3's select/operate takes a poll longer).
+    assert all(at <= a.time_s <= at + 3.0 for a, at in zip(found, (420.0, 480.0, 600.0), strict=True)), found
+    assert "compressor_run changed 1 -> 0" in found[1].message
+    assert "delivery_valve changed 1 -> 0" in found[2].message
+    assert all(i.detected for i in score.injects), score.injects
+
+
+def test_a_coil_toggled_back_and_forth_in_the_hmi_view_is_brute_force_io() -> None:
+    """The outlet block valve's coil flipped every 5 s for a minute in the HMI's view (a burst
+    within one poll is invisible here; one the HMI sees is T0806): one finding, T0806 first."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = asyncio.run(_benign("gas-pipeline", 5, 720.0))
+    t, tag, value, hmi = _plc1_view(table)
+    coil = hmi & (tag == "outlet_block_valve")
+    toggled = coil & (t >= 600.0) & (t < 660.0) & ((t - 600.0) // 5 % 2 == 0)
+    value[toggled] = 0.0
+    flipped = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
+    alerts = process_alerts(flipped, "gas-pipeline", WARMUP_S, seed=5, watermark=True)
+    toggling = [a for a in alerts if a.rule.startswith("process.tampering.")]
+    assert len(toggling) == 1, alerts
+    assert toggling[0].rule == "process.tampering.command-toggling"
+    assert toggling[0].attack_ids == ("T0806", "T0855", "T0831")
+    assert 600.0 <= toggling[0].time_s <= 602.0 and "12 changes" in toggling[0].message
+    assert np.isclose(toggling[0].time_s, t[toggled].min())
+
+
+def test_a_benign_reactor_whose_watermark_dips_below_chance_for_seconds_raises_nothing() -> None:
+    """Seed 2: the coolant's correlation with the dither falls below chance for 1-5 polls at a
+    time around 950 s and 1140 s (a 120-poll estimate wanders); before the verdict needed 30
+    polls running, each dip was a false watermark alert."""
+    table = asyncio.run(_benign("reactor", 2, 1500.0))
+    assert process_alerts(table, "reactor", WARMUP_S, seed=2, watermark=True) == []

@@ -5,19 +5,22 @@ The network defenders judge the capture; these judge what the HMI *showed* (the 
 detector is fitted on the drill's warm-up only (rows before ``warmup_s``, benign by the scenario's
 contract) and scores the rest; the inject schedule is never read. Four detectors:
 
-1. **Controller tampering** (``detect.process.tampering``) on every Modbus controller of the plant
-   with watched points: each change of a setpoint, tuning, loop-mode, alarm-setpoint, trip-setpoint
-   or bypass register that the operator log does not explain, and, on the PLC, each breach of a PI
-   loop's law. A drill has no operator, so its log is empty and every change is unexplained,
-   which is right here: nobody on the range's side writes registers after the start.
+1. **Controller tampering** (``detect.process.tampering``) on every controller or RTU the HMI
+   polls, whatever its protocol: each change of a setpoint, tuning, loop-mode, alarm-setpoint,
+   trip-setpoint or bypass point, and of each command or alarm-enable point (coils, DNP3 binary
+   outputs), that the operator log does not explain, and, on the PLC, each breach of a PI
+   loop's law. A command point toggled back and forth (``BRUTE_CHANGES`` changes in one
+   episode) is Brute Force I/O. A drill has no operator, so its log is empty and every change
+   is unexplained, which is right here: nobody on the range's side writes after the start.
 2. **Physical watermark** (``range.watermark``): the control program dithers one actuator with a
    key (the drill's seed); under a replay of the HMI's view the dither's response vanishes from
    the sensor the HMI shows. The response is learned on the warm-up; where the sensor is the
    actuator's own feedback (reactor coolant, refinery fuel valve) the controller's command
    register is subtracted first, so a setpoint step does not swamp the dither; transients are
    clipped at 4 warm-up spreads, and no verdict is given while the actuator's command sat at a
-   limit of its travel (the plant clamps the dither there). One alert at the first instant the
-   correlation falls below chance, per episode.
+   limit of its travel (the plant clamps the dither there). One alert per episode, once the
+   correlation has stayed below chance for ``WATERMARK_HOLD`` polls running (an estimate over
+   120 polls wanders below it for a few polls in benign runs; a replay stays for minutes).
 3. **Replayed windows** (``detect.process.replay``): a window of the PLC's sensor values that
    repeats, value for value, one seen earlier (warm-up included) is a replay's fingerprint.
 4. **Frozen sensors** (``detect.process.frozen``): a sensor that holds one value far longer than
@@ -34,6 +37,11 @@ ATT&CK for ICS ids of the findings (``src/interlock/data/attack_ics.json``):
 - alarm setpoint change: T0838 Modify Alarm Settings, T0878 Alarm Suppression (its effect) and
   T0836 (it is a parameter too).
 - trip setpoint or bypass of a safety controller: T0880 Loss of Safety and T0836.
+- command coil (compressor run, block valves, feed enable): T0855 Unauthorized Command Message
+  and T0831 (it operates the plant); the alarm-enable coil: T0878 Alarm Suppression and T0855;
+  either toggled back and forth within one episode: T0806 Brute Force I/O first. The HMI polls
+  once a second, so a burst of writes inside one poll leaves no trace here (that is the
+  network detectors' to see); a toggle it can see is one.
 - loop-law breach: T0831 (the output no longer answers the loop's inputs as programmed) and
   T0836 (the usual cause on the range: the program's parameters are not those registered).
 - frozen sensors: the whole view frozen, T0856 and T0832; some readings frozen while the
@@ -76,6 +84,7 @@ FloatArray = npt.NDArray[np.float64]
 log = logging.getLogger(__name__)
 
 EPISODE_GAP_S = 60.0  # changes of one tag closer than this are one finding
+WATERMARK_HOLD = 30  # polls below chance before the watermark's verdict (see _watermark)
 REPLAY_WINDOW = 20  # polls: a repeat this long of a noisy sensor does not happen by chance
 SEVERITY = "high"
 
@@ -87,7 +96,12 @@ WATCHED: dict[str, tuple[str, ...]] = {
     "alarm_setpoint": ("T0838", "T0878", "T0836"),
     "trip_setpoint": ("T0880", "T0836"),
     "bypass": ("T0880", "T0836"),
+    "command": ("T0855", "T0831"),
+    "alarm_enable": ("T0878", "T0855"),
 }
+# Command points toggled this many times in one episode: Brute Force I/O (T0806), not an operation.
+BRUTE_CHANGES = 4
+BRUTE_KINDS = ("command", "bypass", "alarm_enable")  # coils: the I/O points T0806 is about
 LOOP_LAW_IDS = ("T0831", "T0836")
 # The controller output register that commands each plant's dithered actuator (range.logic).
 WATERMARK_COMMANDS: dict[str, str] = {
@@ -138,9 +152,7 @@ def process_alerts(
 
     alerts: list[AlertSeen] = []
     points = load_point_list(plant)
-    for device in points.devices:
-        if device.protocol != "modbus":
-            continue
+    for device in points.devices:  # whatever its protocol: the HMI's view is one historian
         kinds = {p.tag: p.kind for p in device.points if p.kind in WATCHED}
         if not kinds:
             continue
@@ -188,9 +200,11 @@ def _tampering(
             ids = (*ids, "T0831")
         for ep in _episodes([f for f in changes if f.tags[0] == tag], EPISODE_GAP_S):
             more = f"; {ep.count} changes until t={ep.end_s:g}s, last: {ep.last}" if ep.count > 1 else ""
+            brute = kinds[tag] in BRUTE_KINDS and ep.count >= BRUTE_CHANGES
             out.append(
                 AlertSeen(
-                    ep.start_s, ids, "", device, f"process.tampering.{kinds[tag]}-change", SEVERITY,
+                    ep.start_s, ("T0806", *ids) if brute else ids, "", device,
+                    f"process.tampering.{kinds[tag]}-{'toggling' if brute else 'change'}", SEVERITY,
                     f"{device}: {ep.first} (t={ep.start_s:g}s){more}",
                 )
             )  # fmt: skip
@@ -262,15 +276,24 @@ def _watermark(trends: Any, plant: str, warmup_s: float, seed: int) -> list[Aler
     corr = det.correlation(t, v)
     alarm = np.nan_to_num(corr, nan=np.inf) < det.threshold_
     alarm &= ~_saturated(trends, plant, t, det.window)
+    alarm &= ~train
+    # A verdict once the correlation has stayed below chance for WATERMARK_HOLD polls running:
+    # benign reactor runs dip there for up to 8 polls (36 runs of 25 minutes), a replay stays
+    # for minutes. The alert is raised when the hold is complete, not back-dated to its start.
+    confirmed = np.zeros_like(alarm)
+    for start, stop in _runs(alarm, t, 0.0):
+        if stop - start >= WATERMARK_HOLD:
+            confirmed[start + WATERMARK_HOLD - 1 : stop] = True
     out = []
-    for start, stop in _runs(alarm & ~train, t, float(det.window)):
+    for start, stop in _runs(confirmed, t, float(det.window)):
         low = float(np.min(corr[start:stop]))
+        first = start - WATERMARK_HOLD + 1
         out.append(
             AlertSeen(
                 float(t[start]), SPOOF_IDS, "", "plc-1", "process.watermark", SEVERITY,
                 f"plc-1: the watermark is gone from {sensor} as the HMI shows it: correlation with "
                 f"the keyed dither {corr[start]:.2f} (lowest {low:.2f}; chance level {det.threshold_:.2f}) "
-                f"from t={t[start]:g}s until t={t[stop - 1]:g}s; the HMI's "
+                f"from t={t[first]:g}s, {WATERMARK_HOLD} polls running, until t={t[stop - 1]:g}s; the HMI's "
                 "values are not the plant's (a replay or a spoofed report)",
             )
         )  # fmt: skip
