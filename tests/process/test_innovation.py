@@ -171,6 +171,40 @@ def test_streaming_gives_the_batch_scores_clipping_included() -> None:
     np.testing.assert_allclose(scores, det.score(test), rtol=1e-9, atol=1e-9)
 
 
+def test_an_offset_valve_reading_is_blamed_not_the_laws_that_read_it() -> None:
+    """The valve's recorded position reads 3 high: the controller's law, the process law (Y from
+    the valve) and the flow meter's law (2 x the valve) all break. The chart of the meter's law,
+    the tightest, is the loudest, and was blamed first; the one fault that explains all three
+    breaks is the valve's reading. The noise tag, which every law reads with a tiny coefficient,
+    could explain them only with an offset thousands of spreads large, and is not blamed."""
+    train = with_flow(pi_loop(3000, 0), 0, 0.1)
+    det = InnovationDetector().fit(train)
+    x = with_flow(pi_loop(900, 7), 7, 0.1).values.copy()
+    x[300:400, 2] += 3.0
+    test = Frame(train.tags, x)
+    alarms = np.flatnonzero(det.predict(test))
+    assert alarms.size and 300 <= alarms[0] < 310 and alarms.max() < 420
+    for row in alarms[alarms < 400]:
+        ranked = [tag for tag, _ in det.explain(test, int(row))]
+        assert ranked[0] == "VALVE", (row, ranked)
+        assert ranked.index("NOISE") >= 3
+
+
+def test_streaming_blames_as_the_batch_at_every_row() -> None:
+    train = with_flow(pi_loop(3000, 0), 0, 0.1)
+    det = InnovationDetector(keep_raw=True, excise=True).fit(train)
+    x = with_flow(pi_loop(600, 8, stick_from=400), 8, 0.1).values.copy()
+    x[200:260, 2] += 3.0
+    x[100, 4] = np.nan  # a missed meter reading
+    live = RowByRow(det)
+    streamed = []
+    for v in x:
+        live.score_row(v)
+        streamed.append(live.weights())
+    rows = np.arange(len(x))
+    np.testing.assert_allclose(np.array(streamed), det._blame(x, rows), rtol=1e-9, atol=1e-9)
+
+
 def test_a_switched_tag_has_no_chart() -> None:
     """A pump that ran twice in training: its flow is zero, or steady while it runs. "As a moment
     ago" is a tight law on those rows, and breaks at the next switch."""

@@ -247,6 +247,10 @@ class CVADetector(HeldOutLimits[_Model]):
                 self.var_caps_ = np.where(np.isfinite(self.var_caps_), 0.0, self.var_caps_)
         super()._fit(x)
         del self._fold_models
+        # Each tag's filtered one-step error in its own normal size: a tag the state model
+        # predicts poorly has large errors in every row, and would be blamed for every alarm.
+        _, _, err = self._vectors(self.model_, x)
+        self.err_scale_ = np.maximum(err[self.lags + 1 :].std(axis=0), 1e-6)
 
     def _restarts(self, raw: FloatArray, peak: float) -> npt.NDArray[np.bool_] | None:
         """True at the row after each episode of raw alarms whose peak reached ``peak`` times
@@ -328,10 +332,10 @@ class CVADetector(HeldOutLimits[_Model]):
         return 4 * self.lags + 10
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
-        # Each tag's squared one-step prediction error (filtered, as the Q statistic was): the
-        # tags the state model cannot explain.
+        # Each tag's squared one-step prediction error (filtered, as the Q statistic was) over
+        # its normal size: the tags the state model cannot explain, as far off as they are.
         _, _, err = self._vectors(self.model_, x)
-        return np.asarray(err[rows] ** 2, dtype=np.float64)
+        return np.asarray((err[rows] / self.err_scale_) ** 2, dtype=np.float64)
 
     def _row_scorer(self) -> RowScorer:
         return _CVARows(self)
@@ -457,4 +461,4 @@ class _CVARows(RowScorer):
         return [v / scale for v in z]
 
     def blame(self) -> FloatArray:
-        return np.asarray(self.err**2, dtype=np.float64)
+        return np.asarray((self.err / self.det.err_scale_) ** 2, dtype=np.float64)

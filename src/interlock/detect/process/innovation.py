@@ -43,6 +43,13 @@ no law here (``frozen`` and ``control`` watch them), nor does any tag when the t
 too short for held-out blocks (``folds`` x (2 ``lags`` + 10) rows). A missing reading counts as
 the tag's training mean.
 
+Blame (``_blame``, ``_faults``) asks which tag's fault explains the innovations: an offset of a
+tag's reading moves its own law's innovation and, through the coefficients, every law that reads
+it, so the flow meter behind an offset valve reading breaks its law loudest while the valve is
+the cause. Each tag's signature in the charted innovations is fitted to them (the offset bounded
+and weakly shrunk, ``_explained``) beside a break of its own law; the energy explained is its
+blame (a reconstruction-based contribution, Alcala and Qin 2009).
+
 Least squares is written out (one Gram matrix, one small solve per tag) because scikit-learn's
 ``Ridge`` would refit on the same rows once per tag and per held-out fold; each fold's laws come
 from the Gram matrix of every row less those whose lag rows touch the fold, so the data is read
@@ -70,6 +77,10 @@ class _Law:
         self.scaler = scaler
         self.varying = varying
         self.weights = weights
+
+
+OFFSET_MARGIN = 4.0  # training spreads: how far a true reading may lie from its mean, for blame
+OFFSET_PRIOR = 1 / OFFSET_MARGIN**2  # for blame: offsets of the order of the margin
 
 
 class InnovationDetector(ProcessDetector):
@@ -287,6 +298,7 @@ class InnovationDetector(ProcessDetector):
         # an exact law, quiet in training, must not alarm on another historian's rounding.
         lam = min(max(self.ewma, 0.0), 1.0) or 1.0
         self.chart_scale_ = np.maximum(charts.std(axis=0), np.sqrt(2 * lam / (2 - lam)))
+        self._faults()
         if not law.varying.any():
             self.held_out_ = np.zeros(len(held))
             return
@@ -328,12 +340,64 @@ class InnovationDetector(ProcessDetector):
         return self.held_out_
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
-        # The charts carry memory, so the rows up to the last one asked are charted from the start.
-        upto = int(rows.max()) + 1 if len(rows) else 0
-        chart, raw = self._per_tag(self._normalized(x[:upto]))
-        weights = np.maximum(chart, raw) if self.keep_raw else chart
-        weights = np.maximum(weights, 0.0)
-        return np.asarray(weights[rows], dtype=np.float64)
+        """Per tag, the largest share of the charted innovations that one fault of that tag
+        explains (``_faults``): at the row, and over the chart's memory (an EWMA with its λ of
+        the squares capped at ``cap``², from the start: the rows up to the last one asked are
+        read). In squared held-out spreads of the innovations."""
+        out = np.zeros((len(rows), len(self.sigma_)))
+        on = self.law_.varying
+        if not len(rows) or not on.any():
+            return out
+        upto = int(rows.max()) + 1
+        z = self._standardized(self.law_.scaler, x[:upto])
+        e = self._normalized(x[:upto])[:, on]
+        lam = self._blame_lambda()
+        # Memory of capped squares, as the chart: one loud row (a step's first row, whose
+        # signature is not the held one) must not stand for the rows after it.
+        squares = self._squares(np.hstack([self._explained(self.held_, e, z), e]))
+        memory = lfilter([lam], [1.0, lam - 1.0], squares, axis=0)
+        memory = memory[rows] / (1 - (1 - lam) ** (rows + 1))[:, None]
+        now, level = e[rows], z[rows]
+        at_row = [self._explained(self.step_, now, level), self._explained(self.held_, now, level)]
+        out[:] = np.maximum.reduce([*at_row, memory[:, : on.size]])
+        out[:, on] = np.maximum.reduce([out[:, on], now * now, memory[:, on.size :]])
+        return out
+
+    def _explained(self, signature: FloatArray, e: FloatArray, z: FloatArray) -> FloatArray:
+        """Per row and tag, the squared innovations that an offset b of the tag's reading along
+        ``signature`` explains, less b² (b in training spreads: a prior that offsets are of the
+        order of one, so a law that broke explains its own innovation before any offset of a
+        tag it reads does), b bounded by the reading's distance from its training mean plus
+        ``OFFSET_MARGIN`` (an offset is in the reading; a tag with a tiny coefficient in a tight
+        law would otherwise explain anything with a huge one)."""
+        dot = e @ signature.T
+        norm2 = np.einsum("jk,jk->j", signature, signature) + OFFSET_PRIOR
+        bound = np.abs(z) + OFFSET_MARGIN
+        free = dot * dot / norm2
+        capped = 2 * bound * np.abs(dot) - bound * bound * norm2
+        return np.asarray(np.where(np.abs(dot) <= bound * norm2, free, capped), dtype=np.float64)
+
+    def _blame_lambda(self) -> float:
+        return self.ewma if 0 < self.ewma < 1 else 1.0
+
+    def _faults(self) -> None:
+        """The signature of each tag's fault in the charted innovations (normalized, unit length).
+
+        A tag whose reading is offset by b from row t on moves the innovation of its own law by b
+        and that of every law it feeds by -b x its coefficients (at t only, the first row:
+        ``step_``; at t .. t - lags, once the offset has filled the lags: ``held_``); a law that
+        broke moves its own innovation only. Blame is the squared projection of the innovations
+        on each signature (the reconstruction-based contribution of Alcala and Qin, 2009): an
+        offset sensor that feeds tight laws is blamed itself, not the laws it upsets, and a tag
+        with a loose law (not charted) can still be blamed through the laws it feeds."""
+        on = self.law_.varying
+        p = on.size
+        w = self.law_.weights[:-1][:, on]  # features x charted laws, the constant row dropped
+        eye = np.eye(p)[:, on]
+        total = sum((w[lag * p : (lag + 1) * p] for lag in range(self.lags + 1)), np.zeros_like(eye))
+        sigma = self.sigma_[on]
+        self.step_ = (eye - w[:p]) / sigma
+        self.held_ = (eye - total) / sigma
 
     def _row_scorer(self) -> RowScorer:
         return _InnovationRows(self)
@@ -384,8 +448,12 @@ class _InnovationRows(RowScorer):
         self.start = np.array(det.start_[self.idx], dtype=np.float64)
         self.before = self.chart.copy()  # the chart before the current raw episode (``excise``)
         self.rows = 0  # the current raw episode's rows so far
-        self.last = np.zeros(self.p)
         self.seen = 0
+        # For blame, as ``_blame``: the last innovations and the EWMA of the squared projections.
+        self.lam = det._blame_lambda()
+        self.e = np.zeros(self.idx.size)
+        self.z = np.zeros(self.p)
+        self.memory = np.zeros(self.p + self.idx.size)
 
     def __call__(self, row: FloatArray) -> float:
         det, p = self.det, self.p
@@ -404,6 +472,11 @@ class _InnovationRows(RowScorer):
         if self.seen < det.lags:  # no history yet, as in ``_innovations``
             e[:] = 0.0
         self.seen += 1
+        self.e = e
+        self.memory *= 1 - self.lam
+        self.z = z
+        self.memory[: self.p] += self.lam * det._squares(det._explained(det.held_, e[None, :], z[None, :])[0])
+        self.memory[self.p :] += self.lam * det._squares(e)
         ratio = float(np.abs(e).max()) / det.limits_[1]
         if ratio <= 1:
             if det.restart > 0 and self.peak >= det.restart:  # as ``_episodes``
@@ -425,8 +498,16 @@ class _InnovationRows(RowScorer):
             weights = np.minimum(weights, self.chart / det.ratio)
         if det.keep_raw:
             weights = np.maximum(weights, np.abs(e) / det.limits_[1])
-        self.last[self.idx] = np.maximum(weights, 0.0)
         return float(weights.max())
 
     def blame(self) -> FloatArray:
-        return self.last
+        out = np.zeros(self.p)
+        if not self.idx.size or not self.seen:
+            return out
+        det, e, z = self.det, self.e[None, :], self.z[None, :]
+        memory = self.memory / (1 - (1 - self.lam) ** self.seen)
+        at_row = [det._explained(det.step_, e, z)[0], det._explained(det.held_, e, z)[0]]
+        out[:] = np.maximum.reduce([*at_row, memory[: self.p]])
+        e = self.e
+        out[self.idx] = np.maximum.reduce([out[self.idx], e * e, memory[self.p :]])
+        return out
