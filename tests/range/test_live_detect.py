@@ -65,3 +65,31 @@ def test_a_failed_first_poll_does_not_fix_the_tags() -> None:
     for values in rows[:10]:
         named.update(values)  # extra tags in a poll are ignored
     assert named.monitor is not None and named.monitor.detector.tags_ == ("L_TANK", "F_DEMAND")
+
+
+def test_a_changed_setpoint_or_command_is_reported_at_once_learning_or_not() -> None:
+    """The range has no operator: a watched point that changes is a finding at that poll, with
+    its ATT&CK ids, while the models learn and after; other tags may change as they like."""
+    watched = {"SP_LEVEL": "setpoint", "CMD_PUMP": "command", "L_TANK": "sensor"}
+    live = LiveDetection(learn_rows=1000, watched=watched)
+    assert set(live.watched) == {"SP_LEVEL", "CMD_PUMP"}  # a sensor's changes are not findings
+    rows = polls(pumped_tank(1100, 0))
+    found = []
+    for i, values in enumerate(rows):
+        values = {**values, "SP_LEVEL": 5.0 if i < 400 else 5.5, "CMD_PUMP": 1.0 if i < 1050 else 0.0}
+        if (a := live.update(values)) is not None:
+            found.append(a)
+    changes = [a for a in found if a.score == float("inf")]
+    assert [(a.row, a.tags) for a in changes] == [(400, ("SP_LEVEL",)), (1050, ("CMD_PUMP",))]
+    assert changes[0].explanation == "setpoint SP_LEVEL changed 5 -> 5.5 with no operator command (T0836)"
+    assert "(T0855, T0831)" in changes[1].explanation
+    assert "CMD_PUMP changed 1 -> 0" in live.line()
+
+
+def test_without_a_model_the_watch_still_reports_changes() -> None:
+    live = LiveDetection(learn_rows=0, watched={"SP_LEVEL": "setpoint"})
+    rows = polls(pumped_tank(20, 0))
+    assert all(live.update({**v, "SP_LEVEL": 5.0}) is None for v in rows[:10])
+    assert live.monitor is None and live.line() == "process: watching 1 points for changes (10 polls)"
+    alert = live.update({**rows[10], "SP_LEVEL": 6.0})
+    assert alert is not None and alert.tags == ("SP_LEVEL",) and live.monitor is None

@@ -69,6 +69,7 @@ import numpy.typing as npt
 
 from interlock.detect.process.base import Frame
 from interlock.detect.process.tampering import (
+    CHANGE_IDS,
     LOOPS,
     ControllerTamperingDetector,
     Finding,
@@ -89,16 +90,7 @@ REPLAY_WINDOW = 20  # polls: a repeat this long of a noisy sensor does not happe
 SEVERITY = "high"
 
 # Point kinds watched for unexplained changes, and the ATT&CK ids of a change of each.
-WATCHED: dict[str, tuple[str, ...]] = {
-    "setpoint": ("T0836",),
-    "tuning": ("T0836",),
-    "mode": ("T0836", "T0831"),
-    "alarm_setpoint": ("T0838", "T0878", "T0836"),
-    "trip_setpoint": ("T0880", "T0836"),
-    "bypass": ("T0880", "T0836"),
-    "command": ("T0855", "T0831"),
-    "alarm_enable": ("T0878", "T0855"),
-}
+WATCHED = CHANGE_IDS
 # Command points toggled this many times in one episode: Brute Force I/O (T0806), not an operation.
 BRUTE_CHANGES = 4
 BRUTE_KINDS = ("command", "bypass", "alarm_enable")  # coils: the I/O points T0806 is about

@@ -229,7 +229,7 @@ def _summary(rng: Any, wall: float, historian: Path | None) -> None:
     default=0.0,
     show_default=True,
     help="Seconds of normal polls to learn, then judge every later poll with the process "
-    "detectors (0: no process detection).",
+    "detectors (0: none; a changed setpoint, mode, bypass or command point is reported either way).",
 )
 @click.option(
     "--members",
@@ -261,7 +261,11 @@ def watch(
     host, port = info["devices"][device][0], int(info["devices"][device][1])
     history: dict[str, deque[float]] = {p.tag: deque(maxlen=60) for p in dev.points}
     tags = tuple(p.tag for p in dev.points)
-    judge = LiveDetection(round(learn / interval), members, tags) if learn > 0 and not once else None
+    from interlock.detect.process.tampering import CHANGE_IDS
+
+    # Watched points' changes are reported from the first poll; --learn adds the learned models.
+    watched = {p.tag: p.kind for p in dev.points if p.kind in CHANGE_IDS}
+    judge = None if once else LiveDetection(round(learn / interval), members, tags, watched)
 
     def screen(values: dict[str, float]) -> Table:
         caption = None

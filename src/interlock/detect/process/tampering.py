@@ -39,6 +39,18 @@ import numpy.typing as npt
 from interlock.detect.process.base import FloatArray, Frame
 
 WATCHED_KINDS = ("setpoint", "tuning", "mode")
+# Every point kind whose unexplained change is a finding, with the ATT&CK for ICS ids of such a
+# change (the drill's process defenders and ``interlock range watch`` report them).
+CHANGE_IDS: dict[str, tuple[str, ...]] = {
+    "setpoint": ("T0836",),
+    "tuning": ("T0836",),
+    "mode": ("T0836", "T0831"),
+    "alarm_setpoint": ("T0838", "T0878", "T0836"),
+    "trip_setpoint": ("T0880", "T0836"),
+    "bypass": ("T0880", "T0836"),
+    "command": ("T0855", "T0831"),
+    "alarm_enable": ("T0878", "T0855"),
+}
 
 
 @dataclass(frozen=True)
