@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from interlock.detect.process import Frame, detector_class
 from interlock.detect.process.innovation import InnovationDetector
@@ -190,7 +191,10 @@ def test_an_offset_valve_reading_is_blamed_not_the_laws_that_read_it() -> None:
         assert ranked.index("NOISE") >= 3
 
 
-def test_streaming_blames_as_the_batch_at_every_row() -> None:
+def test_streaming_blames_as_the_batch_at_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from interlock.detect.process import cva
+
+    monkeypatch.setattr(cva, "BLOCK_ROWS", 64)  # the batch blame's filter carried across blocks
     train = with_flow(pi_loop(3000, 0), 0, 0.1)
     det = InnovationDetector(keep_raw=True, excise=True).fit(train)
     x = with_flow(pi_loop(600, 8, stick_from=400), 8, 0.1).values.copy()

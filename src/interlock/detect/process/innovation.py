@@ -353,10 +353,16 @@ class InnovationDetector(ProcessDetector):
         e = self._normalized(x[:upto])[:, on]
         lam = self._blame_lambda()
         # Memory of capped squares, as the chart: one loud row (a step's first row, whose
-        # signature is not the held one) must not stand for the rows after it.
-        squares = self._squares(np.hstack([self._explained(self.held_, e, z), e]))
-        memory = lfilter([lam], [1.0, lam - 1.0], squares, axis=0)
-        memory = memory[rows] / (1 - (1 - lam) ** (rows + 1))[:, None]
+        # signature is not the held one) must not stand for the rows after it. A block of rows
+        # at a time, the filter's state carried: only the rows asked are kept.
+        memory = np.empty((len(rows), on.size + e.shape[1]))
+        state = np.zeros((1, memory.shape[1]))
+        for lo, hi in _blocks(upto):
+            squares = self._squares(np.hstack([self._explained(self.held_, e[lo:hi], z[lo:hi]), e[lo:hi]]))
+            block, state = lfilter([lam], [1.0, lam - 1.0], squares, axis=0, zi=state)
+            mine = (rows >= lo) & (rows < hi)
+            memory[mine] = block[rows[mine] - lo]
+        memory /= (1 - (1 - lam) ** (rows + 1))[:, None]
         now, level = e[rows], z[rows]
         at_row = [self._explained(self.step_, now, level), self._explained(self.held_, now, level)]
         out[:] = np.maximum.reduce([*at_row, memory[:, : on.size]])
@@ -381,13 +387,14 @@ class InnovationDetector(ProcessDetector):
         return self.ewma if 0 < self.ewma < 1 else 1.0
 
     def _faults(self) -> None:
-        """The signature of each tag's fault in the charted innovations (normalized, unit length).
+        """The signature of each tag's fault in the charted innovations (in their held-out spreads).
 
         A tag whose reading is offset by b from row t on moves the innovation of its own law by b
         and that of every law it feeds by -b x its coefficients (at t only, the first row:
         ``step_``; at t .. t - lags, once the offset has filled the lags: ``held_``); a law that
-        broke moves its own innovation only. Blame is the squared projection of the innovations
-        on each signature (the reconstruction-based contribution of Alcala and Qin, 2009): an
+        broke moves its own innovation only. Blame is the energy of the innovations each
+        signature explains (``_explained``; the reconstruction-based contribution of Alcala and
+        Qin, 2009): an
         offset sensor that feeds tight laws is blamed itself, not the laws it upsets, and a tag
         with a loose law (not charted) can still be blamed through the laws it feeds."""
         on = self.law_.varying
