@@ -159,17 +159,37 @@ def test_excise_forgets_the_loud_rows_but_not_a_deviation_charted_before_them() 
         np.testing.assert_allclose(scores, det.score(frame), rtol=1e-9, atol=1e-9)
 
 
-def test_streaming_gives_the_batch_scores_clipping_included() -> None:
+@pytest.mark.parametrize("params", [{}, {"excise": True, "confirm": 2}, {"forget": True, "confirm": 5}])
+def test_streaming_gives_the_batch_scores_clipping_included(params: dict[str, object]) -> None:
     train = pi_loop(3000, 0)
     x = pi_loop(900, 5, stick_from=700).values.copy()
     x[300:330, 2] += 25.0
+    x[334:340, 2] += 25.0  # after a lull of 4 rows: one episode with confirm=5, two with 2
     test = Frame(TAGS, x)
-    det = InnovationDetector(keep_raw=True).fit(train)
+    det = InnovationDetector(keep_raw=True, **params).fit(train)  # type: ignore[arg-type]
     assert det._episodes(det._normalized(x))  # the clipping is exercised
     live = RowByRow(det)
     scores = np.array([live.score_row(v) for v in x])
     assert live._scorer is not None
     np.testing.assert_allclose(scores, det.score(test), rtol=1e-9, atol=1e-9)
+
+
+def test_a_lull_inside_an_attack_does_not_end_its_episode_with_confirm() -> None:
+    """A spoof that pauses: the valve reads true for 4 rows (2 of them quiet, once the lags have
+    passed the step back). Forgetting at the first quiet row erases the chart in the lull; with
+    ``confirm=2`` the episode is over only after two quiet rows, so the lull stays charted."""
+    train = pi_loop(3000, 0)
+    x = pi_loop(900, 4).values.copy()
+    x[300:320, 2] += 25.0
+    x[324:340, 2] += 25.0
+    spoofed = Frame(TAGS, x)
+    eager = InnovationDetector(forget=True).fit(train)
+    patient = InnovationDetector(forget=True, confirm=2).fit(train)
+    assert eager._episodes(eager._normalized(x)) == [(300, 322), (324, 342)]
+    (start, over), = patient._episodes(patient._normalized(x))
+    assert over == 344 and 295 <= start <= 300  # over 2 quiet rows after 342 (a blip at 297 joins it)
+    assert patient.predict(spoofed)[322:324].all() and not eager.predict(spoofed)[322:324].any()
+    assert patient.predict(spoofed)[360:].mean() < 0.02  # and forgotten once over
 
 
 def test_an_offset_valve_reading_is_blamed_not_the_laws_that_read_it() -> None:

@@ -19,9 +19,10 @@ deviation once it has ended, after a raw alarm episode that peaked at twice its 
 filters start again from the training mean (``restart=2``, ``forget=1``), ``innovation``'s charts
 are clipped to the lower of their alarm's edge and where they would stand had the episode's
 rows been in control (``excise=1``: their level before it, decayed over its rows; a deviation
-charted before the loud rows is kept, where ``forget`` erases it). The deviation was reported,
-and an attack's end is followed by hours of the plant returning, which a remembering chart goes
-on alarming about (BATADAL's false alarms were those hours). ``cva``'s variance chart
+charted before the loud rows is kept, where ``forget`` erases it; ``confirm=2``: an episode is
+over only after 2 quiet rows, so a lull of a row or two inside an attack is not its end). The
+deviation was reported, and an attack's end is followed by hours of the plant returning, which
+a remembering chart goes on alarming about (BATADAL's false alarms were those hours). ``cva``'s variance chart
 (``var_ewma``) was in the default from the fifth to the ninth session; forgetting, it added 0.03
 points on TEP, alarmed at the start of files (its held-out limits, from erased charts, fell
 threefold) and cost BATADAL's F1, so it left.
@@ -47,7 +48,7 @@ class EnsembleDetector(ProcessDetector):
     def __init__(
         self,
         members: str = (
-            "replay+cva(ewma=0.2,keep_raw=1,restart=2,forget=1)+control+frozen+innovation(excise=1)"
+            "replay+cva(ewma=0.2,keep_raw=1,restart=2,forget=1)+control+frozen+innovation(excise=1,confirm=2)"
         ),
         quantile: float = 0.99,
         smooth: int = 1,

@@ -35,7 +35,9 @@ level before the episode decayed over the episode's rows towards the in-control 
 loud rows are forgotten and a deviation charted before them is kept, up to the alarm's edge
 and decayed: a meter grown noisy whose loudest rows end episodes stays charted, where
 ``forget`` would erase it at each; with ``forget`` as well, ``forget`` decides). An episode is
-a run of rows where *some* tag is loud, and excising drops those rows from every tag's chart: a
+a run of rows where *some* tag is loud (runs at most ``confirm`` quiet rows apart are one, and
+it is over ``confirm`` quiet rows after its last loud one: a lull inside an attack is not its
+end), and excising drops those rows from every tag's chart: a
 deviation building up on another tag during a long loud episode is forgotten with it (a
 per-tag excision kept the after-attack false alarms on BATADAL). ``keep_raw`` adds the
 largest |e_j| itself, a Shewhart chart for a single large break. Tags constant in training have
@@ -97,6 +99,7 @@ class InnovationDetector(ProcessDetector):
         keep_raw: bool = False,
         forget: bool = False,
         excise: bool = False,
+        confirm: int = 0,
         tight: float = 0.1,
         ridge: float = 1e-6,
         min_sigma: float = 1e-3,
@@ -114,6 +117,7 @@ class InnovationDetector(ProcessDetector):
         self.keep_raw = keep_raw
         self.forget = forget
         self.excise = excise
+        self.confirm = confirm
         self.tight = tight
         self.ridge = ridge
         self.min_sigma = min_sigma
@@ -195,15 +199,23 @@ class InnovationDetector(ProcessDetector):
         return out
 
     def _episodes(self, e: FloatArray) -> list[tuple[int, int]]:
-        """Raw episodes (rows a..b-1 with some |e| over the raw limit) whose peak reached
-        ``restart`` times it and that end before the last row: that deviation was reported
-        loudly, and the chart's memory of it would go on alarming after the process is back."""
+        """Raw episodes (rows a..b-1 with some |e| over the raw limit, runs at most ``confirm``
+        quiet rows apart taken as one) whose peak reached ``restart`` times it, each with the row
+        where it is over: ``confirm`` quiet rows after its last loud one, within the frame. That
+        deviation was reported loudly, and the chart's memory of it would go on alarming after the
+        process is back; a lull of a few rows inside an attack is not its end."""
         ratio = np.max(np.abs(e[:, self.law_.varying]), axis=1, initial=0.0) / self.limits_[1]
         above = np.concatenate([[False], ratio > 1, [False]])
         starts = np.flatnonzero(~above[:-1] & above[1:])
         ends = np.flatnonzero(above[:-1] & ~above[1:])  # one past the episode's last row
-        return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)
-                if b < len(e) and ratio[a:b].max() >= self.restart]  # fmt: skip
+        runs: list[tuple[int, int]] = []
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            if runs and a - runs[-1][1] <= self.confirm:
+                runs[-1] = (runs[-1][0], b)
+            else:
+                runs.append((a, b))
+        over = max(self.confirm, 0)
+        return [(a, b + over) for a, b in runs if b + over < len(e) and ratio[a:b].max() >= self.restart]
 
     def _per_tag(self, e: FloatArray, clip: bool = True) -> tuple[FloatArray, FloatArray]:
         """Chart and raw per tag, each over its limit."""
@@ -341,50 +353,21 @@ class InnovationDetector(ProcessDetector):
 
     def _blame(self, x: FloatArray, rows: npt.NDArray[np.intp]) -> FloatArray:
         """Per tag, the largest share of the charted innovations that one fault of that tag
-        explains (``_faults``): at the row, and over the chart's memory (an EWMA with its λ of
-        the squares capped at ``cap``², from the start: the rows up to the last one asked are
-        read). In squared held-out spreads of the innovations."""
+        explains at the row (``_faults``), and for a charted tag its own chart (the memory of
+        its law's breaks; the rows up to the last one asked are charted from the start). In
+        squared held-out spreads of the innovations."""
         out = np.zeros((len(rows), len(self.sigma_)))
         on = self.law_.varying
         if not len(rows) or not on.any():
             return out
         upto = int(rows.max()) + 1
-        z = self._standardized(self.law_.scaler, x[:upto])
-        e = self._normalized(x[:upto])[:, on]
-        lam = self._blame_lambda()
-        # Memory of capped squares, as the chart: one loud row (a step's first row, whose
-        # signature is not the held one) must not stand for the rows after it. A block of rows
-        # at a time, the filter's state carried: only the rows asked are kept.
-        memory = np.empty((len(rows), on.size + e.shape[1]))
-        state = np.zeros((1, memory.shape[1]))
-        for lo, hi in _blocks(upto):
-            squares = self._squares(np.hstack([self._explained(self.held_, e[lo:hi], z[lo:hi]), e[lo:hi]]))
-            block, state = lfilter([lam], [1.0, lam - 1.0], squares, axis=0, zi=state)
-            mine = (rows >= lo) & (rows < hi)
-            memory[mine] = block[rows[mine] - lo]
-        memory /= (1 - (1 - lam) ** (rows + 1))[:, None]
-        now, level = e[rows], z[rows]
-        at_row = [self._explained(self.step_, now, level), self._explained(self.held_, now, level)]
-        out[:] = np.maximum.reduce([*at_row, memory[:, : on.size]])
-        out[:, on] = np.maximum.reduce([out[:, on], now * now, memory[:, on.size :]])
+        e = self._normalized(x[:upto])
+        chart = self._chart(e)[rows][:, on]
+        now, level = e[rows][:, on], self._standardized(self.law_.scaler, x[rows])
+        step = _explained(now @ self.step_.T, self.step_norm2_, level)
+        out[:] = np.maximum(step, _explained(now @ self.held_.T, self.held_norm2_, level))
+        out[:, on] = np.maximum.reduce([out[:, on], now * now, chart])
         return out
-
-    def _explained(self, signature: FloatArray, e: FloatArray, z: FloatArray) -> FloatArray:
-        """Per row and tag, the squared innovations that an offset b of the tag's reading along
-        ``signature`` explains, less b² (b in training spreads: a prior that offsets are of the
-        order of one, so a law that broke explains its own innovation before any offset of a
-        tag it reads does), b bounded by the reading's distance from its training mean plus
-        ``OFFSET_MARGIN`` (an offset is in the reading; a tag with a tiny coefficient in a tight
-        law would otherwise explain anything with a huge one)."""
-        dot = e @ signature.T
-        norm2 = np.einsum("jk,jk->j", signature, signature) + OFFSET_PRIOR
-        bound = np.abs(z) + OFFSET_MARGIN
-        free = dot * dot / norm2
-        capped = 2 * bound * np.abs(dot) - bound * bound * norm2
-        return np.asarray(np.where(np.abs(dot) <= bound * norm2, free, capped), dtype=np.float64)
-
-    def _blame_lambda(self) -> float:
-        return self.ewma if 0 < self.ewma < 1 else 1.0
 
     def _faults(self) -> None:
         """The signature of each tag's fault in the charted innovations (in their held-out spreads).
@@ -405,9 +388,24 @@ class InnovationDetector(ProcessDetector):
         sigma = self.sigma_[on]
         self.step_ = (eye - w[:p]) / sigma
         self.held_ = (eye - total) / sigma
+        self.step_norm2_ = np.einsum("jk,jk->j", self.step_, self.step_) + OFFSET_PRIOR
+        self.held_norm2_ = np.einsum("jk,jk->j", self.held_, self.held_) + OFFSET_PRIOR
 
     def _row_scorer(self) -> RowScorer:
         return _InnovationRows(self)
+
+
+def _explained(dot: FloatArray, norm2: FloatArray, z: FloatArray) -> FloatArray:
+    """Per row and tag, the squared innovations that an offset b of the tag's reading explains
+    along its signature (``dot``: the innovations projected on it; ``norm2``: its squared length
+    plus ``OFFSET_PRIOR``), less b² ``OFFSET_PRIOR`` (b in training spreads: a prior that
+    offsets are of the order of the margin, so a law that broke explains its own innovation
+    before an offset of a tag it reads does), b bounded by the reading's distance ``z`` from its
+    training mean plus ``OFFSET_MARGIN`` (an offset is in the reading; a tag with a tiny
+    coefficient in a tight law would otherwise explain anything with a huge one)."""
+    size = np.abs(dot)
+    offset = np.minimum(size / norm2, np.abs(z) + OFFSET_MARGIN)  # the best b, within its bound
+    return np.asarray(offset * (2 * size - offset * norm2), dtype=np.float64)
 
 
 def _values(z: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -454,13 +452,11 @@ class _InnovationRows(RowScorer):
         self.peak = 0.0
         self.start = np.array(det.start_[self.idx], dtype=np.float64)
         self.before = self.chart.copy()  # the chart before the current raw episode (``excise``)
-        self.rows = 0  # the current raw episode's rows so far
+        self.rows = 0  # the current raw episode's rows so far (its lulls included)
+        self.quiet = 0  # quiet rows since its last loud one
         self.seen = 0
-        # For blame, as ``_blame``: the last innovations and the EWMA of the squared projections.
-        self.lam = det._blame_lambda()
-        self.e = np.zeros(self.idx.size)
+        self.e = np.zeros(self.idx.size)  # the last innovations and readings, for blame
         self.z = np.zeros(self.p)
-        self.memory = np.zeros(self.p + self.idx.size)
 
     def __call__(self, row: FloatArray) -> float:
         det, p = self.det, self.p
@@ -479,25 +475,26 @@ class _InnovationRows(RowScorer):
         if self.seen < det.lags:  # no history yet, as in ``_innovations``
             e[:] = 0.0
         self.seen += 1
-        self.e = e
-        self.memory *= 1 - self.lam
-        self.z = z
-        self.memory[: self.p] += self.lam * det._squares(det._explained(det.held_, e[None, :], z[None, :])[0])
-        self.memory[self.p :] += self.lam * det._squares(e)
+        self.e, self.z = e, z
+        sq = det._squares(e)
         ratio = float(np.abs(e).max()) / det.limits_[1]
         if ratio <= 1:
-            if det.restart > 0 and self.peak >= det.restart:  # as ``_episodes``
-                np.minimum(self.chart, self.clip, out=self.chart)
-                if det.excise:
-                    excised = _excised(self.before, self.start, det.ewma, self.rows)
-                    np.minimum(self.chart, excised, out=self.chart)
-            self.peak, self.rows = 0.0, 0
+            if self.rows and self.quiet < det.confirm:  # a lull: the episode may go on
+                self.quiet += 1
+                self.rows += 1
+            elif self.rows:  # over, as in ``_episodes``
+                if det.restart > 0 and self.peak >= det.restart:
+                    np.minimum(self.chart, self.clip, out=self.chart)
+                    if det.excise:
+                        excised = _excised(self.before, self.start, det.ewma, self.rows)
+                        np.minimum(self.chart, excised, out=self.chart)
+                self.peak, self.rows, self.quiet = 0.0, 0, 0
         else:
             if self.rows == 0:
                 self.before = self.chart.copy()
             self.peak = max(self.peak, ratio)
             self.rows += 1
-        sq = det._squares(e)
+            self.quiet = 0
         lam = det.ewma
         self.chart = (1 - lam) * self.chart + lam * sq if lam > 0 else sq
         weights = (self.chart - self.centre) / self.spread
@@ -511,10 +508,8 @@ class _InnovationRows(RowScorer):
         out = np.zeros(self.p)
         if not self.idx.size or not self.seen:
             return out
-        det, e, z = self.det, self.e[None, :], self.z[None, :]
-        memory = self.memory / (1 - (1 - self.lam) ** self.seen)
-        at_row = [det._explained(det.step_, e, z)[0], det._explained(det.held_, e, z)[0]]
-        out[:] = np.maximum.reduce([*at_row, memory[: self.p]])
-        e = self.e
-        out[self.idx] = np.maximum.reduce([out[self.idx], e * e, memory[self.p :]])
+        det, e, z = self.det, self.e, self.z
+        step = _explained(det.step_ @ e, det.step_norm2_, z)
+        out[:] = np.maximum(step, _explained(det.held_ @ e, det.held_norm2_, z))
+        out[self.idx] = np.maximum.reduce([out[self.idx], e * e, self.chart])
         return out
