@@ -324,10 +324,17 @@ def test_a_coil_toggled_back_and_forth_in_the_hmi_view_is_brute_force_io() -> No
     coil = hmi & (tag == "outlet_block_valve")
     toggled = coil & (t >= 600.0) & (t < 660.0) & ((t - 600.0) // 5 % 2 == 0)
     value[toggled] = 0.0
+    # The inlet valve closed, opened and closed again: 3 changes, an operation, not T0806.
+    inlet = hmi & (tag == "inlet_block_valve")
+    value[inlet & (((t >= 640.0) & (t < 645.0)) | (t >= 650.0))] = 0.0
     flipped = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
     alerts = process_alerts(flipped, "gas-pipeline", WARMUP_S, seed=5, watermark=True)
-    toggling = [a for a in alerts if a.rule.startswith("process.tampering.")]
-    assert len(toggling) == 1, alerts
+    found = [a for a in alerts if a.rule.startswith("process.tampering.")]
+    assert len(found) == 2, alerts
+    inlet_alert = next(a for a in found if "inlet_block_valve" in a.message)
+    assert inlet_alert.rule == "process.tampering.command-change" and "3 changes" in inlet_alert.message
+    assert inlet_alert.attack_ids == ("T0855", "T0831")
+    toggling = [a for a in found if "outlet_block_valve" in a.message]
     assert toggling[0].rule == "process.tampering.command-toggling"
     assert toggling[0].attack_ids == ("T0806", "T0855", "T0831")
     assert 600.0 <= toggling[0].time_s <= 602.0 and "12 changes" in toggling[0].message

@@ -193,13 +193,15 @@ def test_blame_is_each_tags_error_over_its_normal_size() -> None:
 
     def with_noise(frame: Frame, seed: int) -> Frame:
         noise = np.random.default_rng(seed).normal(0, 1, len(frame))
-        return Frame((*frame.tags, "NOISE"), np.column_stack([frame.values, noise]))
+        mode = np.zeros(len(frame))  # a mode switch constant in training
+        return Frame((*frame.tags, "NOISE", "MODE"), np.column_stack([frame.values, noise, mode]))
 
     train = with_noise(linear_plant(3000, 100), 100)
     det = CVADetector(ewma=0.2, keep_raw=True).fit(train)
     test = with_noise(linear_plant(1200, 200), 200)
     x = test.values.copy()
     x[SHIFT : SHIFT + 100, 0] += 2.0  # Y0 reads 2 high
+    x[SHIFT + 100 :, -1] = 1.0  # then the mode switches (never seen in training)
     offset = Frame(test.tags, x)
     alarms = np.flatnonzero(det.predict(offset)[SHIFT : SHIFT + 100]) + SHIFT
     assert len(alarms) > 50
@@ -207,4 +209,9 @@ def test_blame_is_each_tags_error_over_its_normal_size() -> None:
     # The offset moves the states, so the other sensors' predictions err too (Y5 reads all
     # three states): Y0 is blamed most often, not always. The noise, before: 22 of 99.
     assert firsts.count("NOISE") < 0.1 * len(firsts), firsts
+    # The mode, constant in training, keeps its error in training spreads (a 1e-6 floor made
+    # its switch weigh 1e12 and hid every other tag for as long as the filter remembered it).
+    assert det.err_scale_[-1] == 1.0
+    weight = dict(det.explain(offset, SHIFT + 105))["MODE"]
+    assert 0.1 < weight < 100.0
     assert max(set(firsts), key=firsts.count) == "Y0" and firsts.count("Y0") > 0.4 * len(firsts), firsts

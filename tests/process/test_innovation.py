@@ -159,15 +159,21 @@ def test_excise_forgets_the_loud_rows_but_not_a_deviation_charted_before_them() 
         np.testing.assert_allclose(scores, det.score(frame), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("params", [{}, {"excise": True, "confirm": 2}, {"forget": True, "confirm": 5}])
-def test_streaming_gives_the_batch_scores_clipping_included(params: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    ("params", "spoof_episodes"),
+    [({}, 2), ({"excise": True, "confirm": 2}, 2), ({"forget": True, "confirm": 5}, 1)],
+)
+def test_streaming_gives_the_batch_scores_clipping_included(
+    params: dict[str, object], spoof_episodes: int
+) -> None:
     train = pi_loop(3000, 0)
     x = pi_loop(900, 5, stick_from=700).values.copy()
-    x[300:330, 2] += 25.0
-    x[334:340, 2] += 25.0  # after a lull of 4 rows: one episode with confirm=5, two with 2
+    x[300:330, 2] += 25.0  # loud to 331 (the lags carry the step back)
+    x[336:340, 2] += 25.0  # after 4 quiet rows: one episode with confirm=5, two with 2
     test = Frame(TAGS, x)
     det = InnovationDetector(keep_raw=True, **params).fit(train)  # type: ignore[arg-type]
-    assert det._episodes(det._normalized(x))  # the clipping is exercised
+    episodes = det._episodes(det._normalized(x))
+    assert len([a for a, _ in episodes if 290 <= a < 400]) == spoof_episodes  # the clipping is exercised
     live = RowByRow(det)
     scores = np.array([live.score_row(v) for v in x])
     assert live._scorer is not None
@@ -216,7 +222,7 @@ def test_streaming_blames_as_the_batch_at_every_row(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(cva, "BLOCK_ROWS", 64)  # the batch blame's filter carried across blocks
     train = with_flow(pi_loop(3000, 0), 0, 0.1)
-    det = InnovationDetector(keep_raw=True, excise=True).fit(train)
+    det = InnovationDetector(keep_raw=True, excise=True, confirm=2).fit(train)
     x = with_flow(pi_loop(600, 8, stick_from=400), 8, 0.1).values.copy()
     x[200:260, 2] += 3.0
     x[100, 4] = np.nan  # a missed meter reading

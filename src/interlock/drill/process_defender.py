@@ -278,8 +278,8 @@ def _watermark(trends: Any, plant: str, warmup_s: float, seed: int) -> list[Aler
             confirmed[start + WATERMARK_HOLD - 1 : stop] = True
     out = []
     for start, stop in _runs(confirmed, t, float(det.window)):
-        low = float(np.min(corr[start:stop]))
         first = start - WATERMARK_HOLD + 1
+        low = float(np.min(corr[first:stop]))
         out.append(
             AlertSeen(
                 float(t[start]), SPOOF_IDS, "", "plc-1", "process.watermark", SEVERITY,

@@ -265,7 +265,8 @@ def watch(
 
     # Watched points' changes are reported from the first poll; --learn adds the learned models.
     watched = {p.tag: p.kind for p in dev.points if p.kind in CHANGE_IDS}
-    judge = None if once else LiveDetection(round(learn / interval), members, tags, watched)
+    rows = max(1, round(learn / interval)) if learn > 0 else 0  # 0: changes only, no model
+    judge = None if once else LiveDetection(rows, members, tags, watched)
 
     def screen(values: dict[str, float]) -> Table:
         caption = None

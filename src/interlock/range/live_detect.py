@@ -54,11 +54,14 @@ class LiveDetection:
         self.scored = 0
         self.alarms = 0
         self.last: tuple[str, Alert] | None = None
+        self.changes = 0  # polls where a watched point changed
+        self.last_change: tuple[str, Alert] | None = None
         self.error: str | None = None
 
     def update(self, values: Mapping[str, float]) -> Alert | None:
-        """Take one poll; an ``Alert`` when a watched point changed (``score`` inf, the change
-        first) or a learned model finds the poll abnormal."""
+        """Take one poll; an ``Alert`` when a watched point changed (``score`` inf; returned
+        first when both happen) or a learned model finds the poll abnormal. Rows count complete
+        polls from the first, learning included."""
         if self.tags is None and values:
             self.tags = tuple(sorted(values))
         if not self.tags or any(t not in values for t in self.tags):
@@ -66,7 +69,7 @@ class LiveDetection:
         self.polls += 1
         changed = self._changes(values)
         if self.error is not None or self.learn_rows == 0:
-            return self._seen(changed)
+            return changed
         if self.monitor is None:
             self.rows.append([float(values[t]) for t in self.tags])
             if len(self.rows) >= self.learn_rows:
@@ -74,13 +77,16 @@ class LiveDetection:
                     det = EnsembleDetector(members=self.members).fit(Frame(self.tags, np.array(self.rows)))
                 except ValueError as exc:
                     self.error = str(exc)
-                    return self._seen(changed)
+                    return changed
                 self.monitor = OnlineMonitor(RowByRow(det))
                 self.rows = []  # learned: the model holds what it needs
-            return self._seen(changed)
-        alert = self.monitor.update({t: float(values[t]) for t in self.tags}, at=self.scored)
+            return changed
+        alert = self.monitor.update({t: float(values[t]) for t in self.tags}, at=self.polls - 1)
         self.scored += 1
-        return self._seen(changed or alert)
+        if alert is not None:
+            self.alarms += 1
+            self.last = (time.strftime("%H:%M:%S"), alert)
+        return changed or alert
 
     def _changes(self, values: Mapping[str, float]) -> Alert | None:
         """The watched points that changed since the last complete poll, as one alert."""
@@ -96,28 +102,28 @@ class LiveDetection:
             return None
         ids = tuple(dict.fromkeys(i for _, kind, _, _ in moved for i in CHANGE_IDS[kind]))
         why = "; ".join(f"{kind} {tag} changed {old:g} -> {new:g}" for tag, kind, old, new in moved)
-        return Alert(self.polls - 1, float("inf"), tuple(t for t, _, _, _ in moved),
-                     f"{why} with no operator command ({', '.join(ids)})")  # fmt: skip
-
-    def _seen(self, alert: Alert | None) -> Alert | None:
-        if alert is not None:
-            self.alarms += 1
-            self.last = (time.strftime("%H:%M:%S"), alert)
+        alert = Alert(self.polls - 1, float("inf"), tuple(t for t, _, _, _ in moved),
+                      f"{why} with no operator command ({', '.join(ids)})")  # fmt: skip
+        self.changes += 1
+        self.last_change = (time.strftime("%H:%M:%S"), alert)
         return alert
 
     def line(self) -> str:
-        """The status line under the operator's table (rich markup)."""
-        if self.last is not None and not np.isfinite(self.last[1].score):  # a point changed
-            at, alert = self.last
-            return f"[bold red]process: {self.alarms} findings[/]; last at {at}: {alert.explanation}"
+        """The status line under the operator's table (rich markup): the models' state, then
+        the last change of a watched point, if any."""
         if self.error is not None:
-            return f"process: cannot learn the normal polls: {self.error}"
-        if self.learn_rows == 0:
-            return f"process: watching {len(self.watched)} points for changes ({self.polls} polls)"
-        if self.monitor is None:
-            return f"process: learning the normal polls, {len(self.rows)} of {self.learn_rows}"
-        if self.last is None:
-            return f"process: normal ({self.scored} polls judged)"
-        at, alert = self.last
-        return (f"[bold red]process: {self.alarms} abnormal of {self.scored} polls[/]; last at {at}: "
-                f"{', '.join(alert.tags)}")  # fmt: skip
+            out = f"process: cannot learn the normal polls: {self.error}"
+        elif self.learn_rows == 0:
+            out = f"process: watching {len(self.watched)} points for changes ({self.polls} polls)"
+        elif self.monitor is None:
+            out = f"process: learning the normal polls, {len(self.rows)} of {self.learn_rows}"
+        elif self.last is None:
+            out = f"process: normal ({self.scored} polls judged)"
+        else:
+            at, alert = self.last
+            out = (f"[bold red]process: {self.alarms} abnormal of {self.scored} polls[/]; last at {at}: "
+                   f"{', '.join(alert.tags)}")  # fmt: skip
+        if self.last_change is not None:
+            at, alert = self.last_change
+            out += f"; [bold red]{self.changes} point changes[/], last at {at}: {alert.explanation}"
+        return out

@@ -250,7 +250,10 @@ class CVADetector(HeldOutLimits[_Model]):
         # Each tag's filtered one-step error in its own normal size: a tag the state model
         # predicts poorly has large errors in every row, and would be blamed for every alarm.
         _, _, err = self._vectors(self.model_, x)
-        self.err_scale_ = np.maximum(err[self.lags + 1 :].std(axis=0), 1e-6)
+        spread = err[self.lags + 1 :].std(axis=0)
+        # A tag constant in training errs by nothing there: its error stays in training spreads
+        # (as the scaler leaves it), or any move of it would take all the blame.
+        self.err_scale_ = np.where(spread > 1e-9, spread, 1.0)
 
     def _restarts(self, raw: FloatArray, peak: float) -> npt.NDArray[np.bool_] | None:
         """True at the row after each episode of raw alarms whose peak reached ``peak`` times
