@@ -173,7 +173,7 @@ def _tampering(
 ) -> list[AlertSeen]:
     times = np.array([float(t) for t in frame.timestamps or ()])
     normal = frame.rows(0, int(np.searchsorted(times, warmup_s, side="left")))
-    det = ControllerTamperingDetector(plant, watched=tuple(kinds))
+    det = ControllerTamperingDetector(plant, watched=tuple(kinds), device=device)
     has_loops = any({lp.sp, lp.pv, lp.out, lp.mode} <= set(frame.tags) for lp in LOOPS.get(plant, ()))
     if has_loops:
         try:

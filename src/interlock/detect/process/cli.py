@@ -489,7 +489,7 @@ def tampering(
     times = np.array([float(t) for t in frame.timestamps or ()])
     cut = int(np.searchsorted(times, normal_until))
     try:
-        det = ControllerTamperingDetector(plant).fit(frame.rows(0, cut))
+        det = ControllerTamperingDetector(plant, device=device).fit(frame.rows(0, cut))
     except ValueError as exc:
         _fail(f"{historian}: {exc}")
         return

@@ -186,6 +186,7 @@ class ControllerTamperingDetector:
 
     plant: str
     watched: tuple[str, ...] | None = None  # default: the PLC's setpoint/tuning/mode points
+    device: str = "plc-1"  # whose point list gives the watched points' register steps
     tolerance_s: float = 5.0
     window: int = 30
     quantile: float = 0.999
@@ -199,7 +200,7 @@ class ControllerTamperingDetector:
         if self.watched is None:
             from interlock.range.points import load_point_list
 
-            points = load_point_list(self.plant).device("plc-1").points
+            points = load_point_list(self.plant).device(self.device).points
             self.watched = tuple(p.tag for p in points if p.kind in WATCHED_KINDS)
         self.steps_ = self._steps()
 
@@ -208,7 +209,7 @@ class ControllerTamperingDetector:
         from interlock.range.points import load_point_list
 
         out = {}
-        for p in load_point_list(self.plant).device("plc-1").points:
+        for p in load_point_list(self.plant).device(self.device).points:
             scale = getattr(p, "scale", None)
             out[p.tag] = 1.0 / float(scale) if scale else 0.0
         return out
