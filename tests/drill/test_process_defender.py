@@ -347,3 +347,44 @@ def test_a_benign_reactor_whose_watermark_dips_below_chance_for_seconds_raises_n
     polls running, each dip was a false watermark alert."""
     table = asyncio.run(_benign("reactor", 2, 1500.0))
     assert process_alerts(table, "reactor", WARMUP_S, seed=2, watermark=True) == []
+
+
+BRUTE_SCENARIO = """
+id: brute-test
+title: The outlet valve toggled from the attacker's host
+plant: gas-pipeline
+based_on: "a test"
+seed: 7
+speed: max
+duration: 10m
+warmup: 6m
+description: Six coil writes 5 s apart, alternating closed and open.
+objectives: [Detect the toggling (T0806)]
+phases:
+  - name: Brute force
+    injects:
+      - id: toggle
+        at: 7m
+        technique: modbus.brute_io
+        target: plc-1
+        params: {kind: coil, tag: outlet_block_valve, values: [0, 1], repeat: 6, interval_s: 5.0}
+        expect: [T0806]
+"""
+
+
+def test_a_brute_force_toggles_the_valve_on_plant_time_and_is_found_as_t0806(tmp_path: Path) -> None:
+    """The scenario's ``repeat``/``interval_s`` are the runner's: one write per run, the values in
+    turn, so the valve closes and opens every 5 s and the HMI sees it (before, each run fired the
+    technique's own burst of 10 writes in one instant, ending open: nothing moved)."""
+    scenario = parse_scenario(BRUTE_SCENARIO)
+    record, score = run_drill(
+        scenario, tmp_path, progress=False, store=False, firewall=False, instance=INSTANCE
+    )
+    runs = [a for a in record.truth if a.inject_id == "toggle"]
+    assert len(runs) == 6 and sum(a.requests for a in runs) == 6  # one write per run
+    assert [round(a.start_s) for a in runs] == [420, 425, 430, 435, 440, 445]
+    found = [a for a in _process(record.alerts) if a.rule.startswith("process.tampering.")]
+    assert len(found) == 1, found
+    assert found[0].rule == "process.tampering.command-toggling" and found[0].attack_ids[0] == "T0806"
+    assert 420.0 <= found[0].time_s <= 422.0 and "6 changes" in found[0].message
+    assert score.injects[0].detected

@@ -49,9 +49,22 @@ CAPTURE_NAME = "drill.pcap"
 WARMUP_NAME = "warmup.pcap"  # the warm-up's frames: benign traffic to learn a baseline from
 
 
-def resolve_params(rng: Range, inj: Inject, protocol: str) -> dict[str, Any]:
-    """Scenario params -> technique params: ``tag`` becomes the device's address and raw value."""
+def resolve_params(rng: Range, inj: Inject, protocol: str, repetition: int = 0) -> dict[str, Any]:
+    """Scenario params -> technique params: ``tag`` becomes the device's address and raw value.
+
+    The scenario's ``repeat`` and ``interval_s`` are the runner's (spread on plant time), so each
+    scheduled run of the technique is one run (``repeat`` 1, whatever its own default); a
+    ``modbus.brute_io`` run ``repetition`` writes the ``values`` in turn from that repetition on,
+    so 24 runs 5 s apart toggle the point 24 times, 5 s apart. (Before, each run fired the
+    technique's own burst of 10 writes within one plant instant, ending on the point's old
+    value: the plant and the HMI never saw it move.)"""
     params = {k: v for k, v in inj.params.items() if k not in ("tag", "repeat", "interval_s")}
+    if "repeat" in inj.params:
+        params["repeat"] = 1
+        if inj.technique == "modbus.brute_io" and params.get("values"):
+            values = list(params["values"])
+            turn = repetition % len(values)
+            params["values"] = values[turn:] + values[:turn]
     tag = inj.params.get("tag")
     if tag is None:
         return params
@@ -126,7 +139,7 @@ class Drill:
                 events.append((inj.at_s + k * interval, order, inj, k))
         return sorted(events, key=lambda e: (e[0], e[1], e[3]))
 
-    async def _inject(self, inj: Inject) -> None:
+    async def _inject(self, inj: Inject, repetition: int = 0) -> None:
         from interlock.drill.techniques import Target, execute, get
 
         t0 = round(self.range.time_s, 6)
@@ -137,7 +150,7 @@ class Drill:
             await self._start_replay(inj, target)
             return
         try:
-            params = resolve_params(self.range, inj, device.protocol)
+            params = resolve_params(self.range, inj, device.protocol, repetition)
             actions = await execute(
                 inj.technique, target, params, boundary=self.range.boundary, source_host=self.attacker_host
             )
@@ -242,7 +255,7 @@ class Drill:
                 for e in due:
                     events.remove(e)
                     rng.mark_time()
-                    await self._inject(e[2])
+                    await self._inject(e[2], e[3])
                     rng.mark_time()
                 await self._service_replays()
                 if self.firewall and not self._enforcing and rng.time_s >= self.scenario.warmup_s - 1e-9:
