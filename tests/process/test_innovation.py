@@ -217,10 +217,7 @@ def test_an_offset_valve_reading_is_blamed_not_the_laws_that_read_it() -> None:
         assert ranked.index("NOISE") >= 3
 
 
-def test_streaming_blames_as_the_batch_at_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    from interlock.detect.process import cva
-
-    monkeypatch.setattr(cva, "BLOCK_ROWS", 64)  # the batch blame's filter carried across blocks
+def test_streaming_blames_as_the_batch_at_every_row() -> None:
     train = with_flow(pi_loop(3000, 0), 0, 0.1)
     det = InnovationDetector(keep_raw=True, excise=True, confirm=2).fit(train)
     x = with_flow(pi_loop(600, 8, stick_from=400), 8, 0.1).values.copy()

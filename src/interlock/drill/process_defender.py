@@ -89,8 +89,6 @@ WATERMARK_HOLD = 30  # polls below chance before the watermark's verdict (see _w
 REPLAY_WINDOW = 20  # polls: a repeat this long of a noisy sensor does not happen by chance
 SEVERITY = "high"
 
-# Point kinds watched for unexplained changes, and the ATT&CK ids of a change of each.
-WATCHED = CHANGE_IDS
 # Command points toggled this many times in one episode: Brute Force I/O (T0806), not an operation.
 BRUTE_CHANGES = 4
 BRUTE_KINDS = ("command", "bypass", "alarm_enable")  # coils: the I/O points T0806 is about
@@ -145,7 +143,7 @@ def process_alerts(
     alerts: list[AlertSeen] = []
     points = load_point_list(plant)
     for device in points.devices:  # whatever its protocol: the HMI's view is one historian
-        kinds = {p.tag: p.kind for p in device.points if p.kind in WATCHED}
+        kinds = {p.tag: p.kind for p in device.points if p.kind in CHANGE_IDS}
         if not kinds:
             continue
         try:
@@ -187,7 +185,7 @@ def _tampering(
     out: list[AlertSeen] = []
     changes = [f for f in findings if f.kind == "unexplained-change"]
     for tag in sorted({f.tags[0] for f in changes}):
-        ids = WATCHED[kinds[tag]]
+        ids = CHANGE_IDS[kinds[tag]]
         if tag in manual_tags and "T0831" not in ids:
             ids = (*ids, "T0831")
         for ep in _episodes([f for f in changes if f.tags[0] == tag], EPISODE_GAP_S):

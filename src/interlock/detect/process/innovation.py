@@ -377,9 +377,9 @@ class InnovationDetector(ProcessDetector):
         ``step_``; at t .. t - lags, once the offset has filled the lags: ``held_``); a law that
         broke moves its own innovation only. Blame is the energy of the innovations each
         signature explains (``_explained``; the reconstruction-based contribution of Alcala and
-        Qin, 2009): an
-        offset sensor that feeds tight laws is blamed itself, not the laws it upsets, and a tag
-        with a loose law (not charted) can still be blamed through the laws it feeds."""
+        Qin, 2009): an offset sensor that feeds tight laws is blamed itself, not the laws it
+        upsets, and a tag with a loose law (not charted) can still be blamed through the laws it
+        feeds."""
         on = self.law_.varying
         p = on.size
         w = self.law_.weights[:-1][:, on]  # features x charted laws, the constant row dropped
