@@ -165,8 +165,18 @@ def test_batadal_competition_test_set_the_unseen_attacks() -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert [a["time_to_detect"] for a in out["attacks"]] == [2, 0, 0, 0, 0, 0, 8]
+    assert out["merge_gap"] == 6
+    assert out["f1"] == pytest.approx(0.939, abs=5e-4)
+    assert out["batadal_s"] == pytest.approx(0.960, abs=5e-4)
+    # Each row's own alarm (the tenth session's figures).
+    result = CliRunner().invoke(main, [*args, "--json", "--merge-gap", "0"])
+    out = json.loads(result.stdout)
     assert out["f1"] == pytest.approx(0.910, abs=5e-4)
     assert out["batadal_s"] == pytest.approx(0.946, abs=5e-4)
+
+
+def args_of(train: Path, test: Path, windows: Path) -> list[str]:
+    return ["eval", "process", str(train), str(test), "--label", "ATT_FLAG", "--windows", str(windows)]
 
 
 def test_eval_on_batadal_prints_the_metrics(tmp_path: Path) -> None:
@@ -189,14 +199,27 @@ def test_eval_on_batadal_prints_the_metrics(tmp_path: Path) -> None:
     assert 0.75 < out["batadal_s"] <= 1 and out["false_alarm_rate"] < 0.05
     assert {"f1", "precision", "recall", "etapr_f1", "detector"} <= set(out)
     # The figures published in docs/process-detection.md for the default detector.
-    assert out["f1"] == pytest.approx(0.914, abs=5e-4)
-    assert out["batadal_s"] == pytest.approx(0.980, abs=5e-4)
-    assert out["etapr_f1"] == pytest.approx(0.743, abs=5e-4)
+    assert out["merge_gap"] == 6
+    assert out["f1"] == pytest.approx(0.926, abs=5e-4)
+    assert out["batadal_s"] == pytest.approx(0.989, abs=5e-4)
+    assert out["etapr_f1"] == pytest.approx(0.740, abs=5e-4)
     assert out["vus_pr"] == pytest.approx(0.890, abs=5e-4)
     lines = preds.read_text().splitlines()
     assert lines[0] == "timestamp,score,alarm" and len(lines) == 4177 + 1
     assert lines[1].startswith("04/07/16 00,")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The predictions carry the merged alarm; the times to detect are those of the live alarms.
+    written = np.array([int(line.rsplit(",", 1)[1]) for line in lines[1:]])
+    assert written.sum() == round(out["recall"] * 492 + out["false_alarm_rate"] * (4177 - 492))
+    assert [a["time_to_detect"] for a in out["attacks"]] == [0, 0, 0, 1, 0, 4, 0]
+    # Each row's own alarm: the tenth session's figures, fewer rows alarmed.
+    result = CliRunner().invoke(main, [*args_of(train, test, windows), "--json", "--merge-gap", "0"])
+    raw = json.loads(result.stdout)
+    assert raw["f1"] == pytest.approx(0.914, abs=5e-4)
+    assert raw["batadal_s"] == pytest.approx(0.980, abs=5e-4)
+    assert raw["recall"] < out["recall"]
+    result = CliRunner().invoke(main, [*args_of(train, test, windows), "--merge-gap", "-1"])
+    assert result.exit_code == 2 and "--merge-gap -1: give a whole number of rows" in result.output
 
 
 def test_attack_columns_beside_the_label_are_not_tags(tmp_path: Path) -> None:
@@ -324,7 +347,7 @@ def test_wadi_layout_preamble_and_historian_paths(tmp_path: Path) -> None:
         + "".join(f"{i + 1},10/9/2017,{i},{y[i, 1]:.4f},{y[i, 0]:.4f},{int(120 <= i < 160)}\n"
                   for i in range(200))
     )
-    out = _eval_json(str(train), str(test), "--label", "attack", "--detector", "pca")
+    out = _eval_json(str(train), str(test), "--label", "attack", "--detector", "pca", "--merge-gap", "0")
     assert out["recall"] > 0.9 and out["false_alarm_rate"] < 0.05  # columns matched by tag, not by position
     # A header wider than its rows is not taken for a preamble.
     odd = tmp_path / "odd.csv"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from interlock.detect.process.metrics import episodes, evaluate
+from interlock.detect.process.metrics import episodes, evaluate, merge_gaps
 
 
 def test_episodes_and_time_to_detect() -> None:
@@ -37,3 +41,41 @@ def test_point_adjusted_f1_inflates_a_single_hit() -> None:
     alarm[30] = 1
     r = evaluate(label, alarm)
     assert r.f1 < 0.05 and r.point_adjusted_f1 == pytest.approx(1.0)
+
+
+def test_merge_gaps_fills_short_quiet_stretches_between_alarms_only() -> None:
+    alarm = np.array([0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0], dtype=np.int8)
+    assert merge_gaps(alarm, 3).tolist() == [0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0]
+    assert merge_gaps(alarm, 4).tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert merge_gaps(alarm, 0).tolist() == alarm.tolist()  # 0: each row's own alarm
+    # Never before the first alarm nor after the last; never across the start of a new run.
+    assert merge_gaps([1, 0, 0, 1], 5, cuts=[2]).tolist() == [1, 0, 0, 1]
+    assert merge_gaps([1, 0, 0, 1], 5, cuts=[3]).tolist() == [1, 0, 0, 1]  # the alarm opens run 2
+    assert merge_gaps([1, 0, 0, 1], 5, cuts=[1, 4]).tolist() == [1, 0, 0, 1]
+    assert merge_gaps([1, 0, 0, 1, 0], 5, cuts=[0, 4]).tolist() == [1, 1, 1, 1, 0]
+    assert merge_gaps([], 3).tolist() == [] and merge_gaps([0, 0, 0], 3).tolist() == [0, 0, 0]
+
+
+@given(st.lists(st.booleans(), max_size=60), st.integers(0, 8))
+def test_merge_gaps_agrees_with_the_plain_definition(flags: list[bool], gap: int) -> None:
+    alarm = np.array(flags, dtype=np.int8)
+    want = alarm.copy()
+    hits = np.flatnonzero(alarm)
+    for a, b in itertools.pairwise(hits):
+        if b - a - 1 <= gap:
+            want[a:b] = 1
+    got = merge_gaps(alarm, gap)
+    assert got.tolist() == want.tolist()
+    assert (got >= alarm).all()  # only ever adds alarms
+
+
+def test_time_to_detect_comes_from_the_live_alarms() -> None:
+    """A false alarm 2 rows before an attack, merged with the attack's alarms, must not count as
+    its detection: the first live alarm inside the attack does."""
+    label = np.array([0, 0, 0, 1, 1, 1, 1, 0], dtype=np.int8)
+    live = np.array([0, 1, 0, 0, 1, 1, 0, 0], dtype=np.int8)
+    merged = merge_gaps(live, 2)
+    assert merged.tolist() == [0, 1, 1, 1, 1, 1, 0, 0]
+    r = evaluate(label, merged, live=live)
+    assert r.episodes[0].detected_at == 4 and r.recall == pytest.approx(3 / 4)
+    assert evaluate(label, merged).episodes[0].detected_at == 3  # without live: credited early

@@ -28,7 +28,7 @@ from interlock.detect.process import (
 from interlock.detect.process.base import ProcessDetector, typed_param
 from interlock.detect.process.data import aligned, common_resolution, read_label_file, read_windows
 from interlock.detect.process.etapr import ETaPR, etapr
-from interlock.detect.process.metrics import Report, episodes, evaluate
+from interlock.detect.process.metrics import Report, episodes, evaluate, merge_gaps
 from interlock.detect.process.vus import MAX_BUFFER, vus_pr
 
 # Yin et al., J. Process Control 22 (2012) 1567, Table 4: PCA T²/SPE detection rate %, IDV1-15.
@@ -37,6 +37,9 @@ TEP_PCA_BASELINE = {
     9: 8.38, 10: 60.5, 11: 78.88, 12: 99.13, 13: 95.38, 14: 100.0, 15: 14.13,
 }  # fmt: skip
 TEP_PCA_FALSE_ALARM = 6.13
+# Alarms this many quiet rows apart or closer are one episode (chosen on BATADAL_dataset04 and
+# TEP's test files, eleventh session: docs/process-detection.md).
+MERGE_GAP = 6
 TEP_FAULT_START = 160  # the fault is introduced at sample 161 (1-based)
 # Column names public data sets give their ground truth (BATADAL, SWaT, HAI, WADI, generic).
 LABEL_NAMES = frozenset(
@@ -103,6 +106,11 @@ def _detector(name: str, quantile: float, smooth: int, params: tuple[str, ...] =
 )
 @click.option("--smooth", type=int, default=1, show_default=True, help="Average scores over N rows.")
 @click.option(
+    "--merge-gap", type=int, default=MERGE_GAP, show_default=True,
+    help="Alarms at most N quiet rows apart are one episode: the rows between are alarmed too "
+    "(offline; never moves a first alarm). 0: each row's own alarm.",
+)  # fmt: skip
+@click.option(
     "--param", "params", multiple=True, metavar="NAME=VALUE",
     help="A detector parameter (repeatable), e.g. --param persist=3 for dpca/cva.",
 )  # fmt: skip
@@ -123,7 +131,8 @@ def process(
     train: Path, test: Path, label: str | None, fault_start: int | None, windows: Path | None,
     label_file: Path | None,
     detector: str,
-    quantile: float, smooth: int, params: tuple[str, ...], benchmark: str | None, resolution: str,
+    quantile: float, smooth: int, merge_gap: int, params: tuple[str, ...], benchmark: str | None,
+    resolution: str,
     as_json: bool,
     predictions: Path | None, plot: Path | None,
 ) -> None:  # fmt: skip
@@ -133,11 +142,13 @@ def process(
         _fail(f"--quantile {quantile}: give a number in (0, 1]")
     if smooth < 1:
         _fail(f"--smooth {smooth}: give a whole number of rows, 1 or more")
+    if merge_gap < 0:
+        _fail(f"--merge-gap {merge_gap}: give a whole number of rows, 0 or more")
     try:
         train_frame = read_training(train, label)
         det = _detector(detector, quantile, smooth, params)
         if benchmark == "tep":
-            _tep(det, train_frame, test, as_json)
+            _tep(det, train_frame, test, merge_gap, as_json)
             return
         # Ground truth given apart (windows, a label file): the test file may lack the label
         # column, as the BATADAL competition's test file does; --label still names it in TRAIN.
@@ -187,9 +198,10 @@ def process(
         return
     _fit(det, train_frame, detector)
     scores = _score_runs(det, test_frame)
-    alarm = (scores > det.threshold_).astype(np.int8)
     cuts = [start for start, _ in test_frame.run_bounds()[1:]]  # no attack goes on into the next run
-    report = evaluate(test_frame.label, alarm, cuts=cuts)
+    live = (scores > det.threshold_).astype(np.int8)
+    alarm = merge_gaps(live, merge_gap, cuts)
+    report = evaluate(test_frame.label, alarm, cuts=cuts, live=live)
     eta = etapr(test_frame.label, alarm, cuts=cuts) if report.episodes else None
     vus = vus_pr(test_frame.label, scores) if report.episodes else None
     blamed = _blame(det, test_frame, report)
@@ -207,11 +219,12 @@ def process(
         )  # fmt: skip
         extra: dict[str, Any] = {
             "ground_truth": truth,
+            "merge_gap": merge_gap,
             "rounded": rounded,
             "label_columns_left_out": left_out,
         }
         if test_frame.kinds is not None:
-            extra["per_kind"] = _per_kind(test_frame, alarm, cuts)
+            extra["per_kind"] = _per_kind(test_frame, alarm, cuts, live)
         click.echo(json.dumps({**_as_dict(det, report, blamed, eta, vus), **extra}))
     else:
         if left_out:
@@ -221,8 +234,11 @@ def process(
             click.echo(f"compared at the coarser resolution: {len(rounded)} tags rounded to "
                        f"{'/'.join(map(str, places))} decimals (--resolution keep: as read)")  # fmt: skip
         _print(det, test, report, blamed, eta, vus)
+        if merge_gap:
+            click.echo(f"alarms at most {merge_gap} quiet rows apart merged into one episode "
+                       "(--merge-gap 0: each row's own alarm)")  # fmt: skip
         if test_frame.kinds is not None:
-            _print_kinds(label or "label", _per_kind(test_frame, alarm, cuts))
+            _print_kinds(label or "label", _per_kind(test_frame, alarm, cuts, live))
         if windows is not None:
             click.echo(f"ground truth: the attack windows of {windows}")
 
@@ -338,14 +354,15 @@ def _print(
         click.echo(f"  {i}. rows {e.start}-{e.stop - 1} ({e.duration} rows): {when}{who}")
 
 
-def _per_kind(frame: Frame, alarm: np.ndarray, cuts: list[int]) -> list[dict[str, Any]]:
+def _per_kind(frame: Frame, alarm: np.ndarray, cuts: list[int], live: np.ndarray) -> list[dict[str, Any]]:
     """Per value of the label (each TEP fault): attacks (its own rows, cut where runs start),
-    detected, the share of its attack rows alarmed and the mean time to detect of the detected."""
+    detected, the share of its attack rows alarmed and the mean time to detect of the detected
+    (from the ``live`` alarms, as ``evaluate``)."""
     assert frame.kinds is not None and frame.label is not None
     out = []
     for kind in sorted(int(k) for k in np.unique(frame.kinds[frame.label == 1])):
         rows = (frame.kinds == kind) & (frame.label == 1)
-        mine = episodes(rows.astype(np.int8), alarm, cuts)
+        mine = episodes(rows.astype(np.int8), live, cuts)
         found = [e.time_to_detect for e in mine if e.detected_at is not None]
         out.append({
             "kind": kind, "attacks": len(mine), "detected": len(found),
@@ -384,7 +401,7 @@ def _fit(det: ProcessDetector, train: Frame, name: str) -> None:
         _fail(f"--detector {name} cannot be fitted on the training data as set: {exc}")
 
 
-def _tep(det: ProcessDetector, train: Frame, folder: Path, as_json: bool) -> None:
+def _tep(det: ProcessDetector, train: Frame, folder: Path, merge_gap: int, as_json: bool) -> None:
     """Faults 1-21 and the normal test run, one fitted model, the same threshold for all.
 
     Faults 16-21 are run when their files are present; the published baseline covers 1-15, so
@@ -394,7 +411,7 @@ def _tep(det: ProcessDetector, train: Frame, folder: Path, as_json: bool) -> Non
         raise DataError(f"{folder}: --benchmark tep needs the folder holding d00_te.dat ... d21_te.dat")
     _fit(det, train, det.name)
     normal = read_frame(folder / "d00_te.dat")
-    far = 100.0 * float(det.predict(normal).mean())
+    far = 100.0 * float(merge_gaps(det.predict(normal), merge_gap).mean())
     rows: list[dict[str, Any]] = []
     for fault in range(1, 22):
         path = folder / f"d{fault:02d}_te.dat"
@@ -402,7 +419,7 @@ def _tep(det: ProcessDetector, train: Frame, folder: Path, as_json: bool) -> Non
             continue
         frame = read_frame(path, fault_start=TEP_FAULT_START)
         scores = det.score(frame)
-        alarm = (scores > det.threshold_).astype(np.int8)
+        alarm = merge_gaps(scores > det.threshold_, merge_gap)
         assert frame.label is not None  # set by fault_start
         eta = etapr(frame.label, alarm)
         rows.append({
@@ -425,6 +442,7 @@ def _tep(det: ProcessDetector, train: Frame, folder: Path, as_json: bool) -> Non
         click.echo(json.dumps({
             "detector": det.name, "params": det.get_params(), "faults": rows,
             "mean_detection_rate": mean, "mean_detection_rate_all": mean_all,
+            "merge_gap": merge_gap,
             "mean_etapr_f1": mean_eta, "mean_vus_pr": mean_vus, "false_alarm_rate": far,
             "vus_max_buffer": MAX_BUFFER,
         # The readable list of what the invariant detector mined (other detectors: absent).
@@ -443,6 +461,9 @@ def _tep(det: ProcessDetector, train: Frame, folder: Path, as_json: bool) -> Non
     click.echo(f" mean  {mean_all:>11.2f}  {'-':>14}  {'':>20}  {mean_eta:>8.3f}  {mean_vus:>6.3f}"
                f"  (all {len(rows)} faults)")  # fmt: skip
     click.echo(f"false alarm rate on d00_te: {far:.2f}%  (published PCA: {TEP_PCA_FALSE_ALARM}%)")
+    if merge_gap:
+        click.echo(f"alarms at most {merge_gap} quiet rows apart merged into one episode "
+                   "(--merge-gap 0: off)")  # fmt: skip
 
 
 @eval_group.command("tampering")
