@@ -12,9 +12,9 @@ Two checks over historian data of a PLC (HMI values, one row per poll):
    * e_t`` per step (``e = sp - pv``, negated for a direct-acting loop), while unsaturated in auto;
    in manual the output equals the manual value. From HMI polls the output is seen at 1 s and the
    PV at its own register resolution, so the two terms get one scale each, ``alpha`` and
-   ``beta``, fitted by least squares on **normal data** (using the gains the registers held at
-   each row, so a logged re-tune keeps fitting), and the spread of what remains is measured
-   there too. The score is the root mean square of that normalised residual over ``window``
+   ``beta``, fitted on **normal data** by least squares drawn towards the programmed 1 (using
+   the gains the registers held at each row, so a logged re-tune keeps fitting; see
+   ``_law_coefficients``), and the spread of what remains is measured there too. The score is the root mean square of that normalised residual over ``window``
    rows; the alarm threshold is ``factor`` times its ``quantile`` on normal data. A controller
    whose program was altered, or an output register spoofed to the HMI, breaks the law while
    the registers look untouched. A stopped CPU does not: its PV registers freeze with its
@@ -39,6 +39,7 @@ import numpy.typing as npt
 from interlock.detect.process.base import FloatArray, Frame
 
 WATCHED_KINDS = ("setpoint", "tuning", "mode")
+PRIOR_SD = 0.25  # spread of the loop law's scales around the programmed 1 (see _law_coefficients)
 # Every point kind whose unexplained change is a finding, with the ATT&CK for ICS ids of such a
 # change (the drill's process defenders and ``interlock range watch`` report them).
 CHANGE_IDS: dict[str, tuple[str, ...]] = {
@@ -271,15 +272,35 @@ class ControllerTamperingDetector:
                 raise ValueError(
                     f"loop {loop.name}: {int(ok.sum())} usable normal rows, need {3 * self.window}"
                 )
-            coef, *_ = np.linalg.lstsq(np.column_stack([p_term[ok], i_term[ok]]), du[ok], rcond=None)
+            coef = self._law_coefficients(p_term[ok], i_term[ok], du[ok])
             kp_ref = float(np.median(np.abs(self._gain(normal, loop.kp)))) or 1.0
             model = _LoopModel(loop, float(coef[0]), float(coef[1]), rows_used=int(ok.sum()), kp_ref=kp_ref)
             resid = du[ok] - coef[0] * p_term[ok] - coef[1] * i_term[ok]
             model.sigma = max(float(np.std(resid)), self.min_sigma)
             scores = self._loop_scores(normal, model)
-            model.threshold = self.factor * float(np.quantile(scores[np.isfinite(scores)], self.quantile))
+            # Never under `factor` spreads: where the output barely moved in training the residual
+            # sat under its floor (min_sigma, the register's step), and a moving output's rounding
+            # alone would breach a threshold learned there.
+            top = float(np.quantile(scores[np.isfinite(scores)], self.quantile))
+            model.threshold = self.factor * max(1.0, top)
             self.models_.append(model)
         return self
+
+    def _law_coefficients(self, p_term: FloatArray, i_term: FloatArray, du: FloatArray) -> FloatArray:
+        """alpha and beta by least squares drawn towards the programmed law (1, 1), ridge-wise.
+
+        Near its setpoint a loop's error is tiny, so the I term moves the output by far less than
+        the register's resolution and normal data cannot identify beta: plain least squares gave
+        0.25 on the refinery's heater, and the first large transient (a feed stop) then broke the
+        "law" with no tampering at all. With a prior of spread ``PRIOR_SD`` around 1 (the PLC runs
+        this very law), a term the data pins down keeps its fitted value and one it cannot stays
+        near 1. The prior's weight is the residual variance over the prior's.
+        """
+        a = np.column_stack([p_term, i_term])
+        ols, *_ = np.linalg.lstsq(a, du, rcond=None)
+        var = max(float(np.var(du - a @ ols)), self.min_sigma**2)
+        weight = var / PRIOR_SD**2
+        return np.asarray(np.linalg.solve(a.T @ a + weight * np.eye(2), a.T @ du + weight), dtype=np.float64)
 
     def _loop_scores(
         self, frame: Frame, model: _LoopModel, read: npt.NDArray[np.bool_] | None = None
