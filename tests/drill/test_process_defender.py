@@ -14,8 +14,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from interlock.detect.process.tampering import historian_frame
 from interlock.drill.model import AlertSeen
 from interlock.drill.process_defender import process_alerts
 from interlock.drill.runner import run_drill
@@ -388,3 +390,55 @@ def test_a_brute_force_toggles_the_valve_on_plant_time_and_is_found_as_t0806(tmp
     assert found[0].rule == "process.tampering.command-toggling" and found[0].attack_ids[0] == "T0806"
     assert 420.0 <= found[0].time_s <= 422.0 and "6 changes" in found[0].message
     assert score.injects[0].detected
+
+
+SIS_STOP_SCENARIO = """
+id: sis-stop-test
+title: The reactor's safety CPU stopped and restarted
+plant: reactor
+based_on: "a test"
+seed: 5
+speed: max
+duration: 11m
+warmup: 6m
+description: PLC STOP to the S7 safety CPU, a hot start two minutes later.
+objectives: [Detect the CPU STOP and START (T0858, T0816)]
+phases:
+  - name: Disruption
+    injects:
+      - id: cpu-stop
+        at: 7m
+        technique: s7.cpu_stop
+        target: sis-1
+        expect: [T0858, T0816]
+      - id: cpu-start
+        at: 9m
+        technique: s7.cpu_start
+        target: sis-1
+        expect: [T0858, T0816]
+"""
+
+
+def test_a_safety_cpu_put_in_stop_is_seen_by_the_hmi_and_found(tmp_path: Path) -> None:
+    """The HMI reads the S7 safety CPU's mode (SZL 0x0424) with its DB: a STOP and a restart no
+    operator made are findings at the next poll. While stopped, the CPU's DB holds still (no
+    program copies the transmitter in), as on a real CPU."""
+    scenario = parse_scenario(SIS_STOP_SCENARIO)
+    record, score = run_drill(
+        scenario, tmp_path, progress=False, store=False, firewall=False, instance=INSTANCE
+    )
+    found = [a for a in _process(record.alerts) if a.rule.startswith("process.tampering.")]
+    assert [(a.destination, a.rule, a.attack_ids) for a in found] == [
+        ("sis-1", "process.tampering.cpu_state-change", ("T0858", "T0816")),
+        ("sis-1", "process.tampering.cpu_state-change", ("T0858", "T0816")),
+    ], found
+    assert 420.0 <= found[0].time_s <= 422.0 and "sis_cpu_run changed 1 -> 0" in found[0].message
+    assert 540.0 <= found[1].time_s <= 542.0 and "sis_cpu_run changed 0 -> 1" in found[1].message
+    assert all(i.detected for i in score.injects), score.injects
+    trends = record.trends
+    assert trends is not None
+    frame = historian_frame(trends, "sis-1", "hmi")
+    t = np.array([float(x) for x in frame.timestamps or ()])
+    temp = frame.values[:, frame.tags.index("sis_reactor_temp_k")]
+    stopped = (t > 425) & (t < 535)
+    assert np.ptp(temp[stopped]) == 0.0 and np.ptp(temp[(t > 300) & (t < 410)]) > 0.0

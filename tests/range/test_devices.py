@@ -101,7 +101,7 @@ def test_points_files_give_the_field_devices(boundary: Boundary) -> None:
         assert set(specs) == {"iec104", "s7comm"}
         assert {p.type for p in specs["iec104"].points} == {"M_ME_NC_1", "M_SP_NA_1", "C_SC_NA_1",
                                                             "C_SE_NC_1"}
-        assert {p.type for p in specs["s7comm"].points} == {"REAL", "BOOL"}
+        assert {p.type for p in specs["s7comm"].points} == {"REAL", "BOOL", "CPU_STATE"}
     devices = load_field_devices("reactor", boundary)
     assert sorted(type(d).__name__ for d in devices) == ["Iec104Rtu", "S7Sis"]
     assert all(isinstance(d, FieldDevice) for d in devices)
@@ -308,7 +308,10 @@ def test_s7_sis_read_and_written_by_s7_clients(boundary: Boundary, stopper: Any)
         await master.connect()
         try:
             got = await master.poll()
-            assert got == {"sis_reactor_temp_k": 341.125, "sis_trip_active": 1.0, **initial}
+            # sis_cpu_run: the CPU's mode, read as an HMI reads it (SZL 0x0424), 1 in RUN
+            assert got == {
+                "sis_reactor_temp_k": 341.125, "sis_trip_active": 1.0, "sis_cpu_run": 1.0, **initial
+            }
             sis.publish({"reactor_temp_k": 352.5})
             assert (await master.poll())["sis_reactor_temp_k"] == 352.5
             assert await master.command("tshh_setpoint_k", 365.5)
@@ -326,8 +329,24 @@ def test_s7_sis_read_and_written_by_s7_clients(boundary: Boundary, stopper: Any)
         assert sis.writable() == {"tshh_setpoint_k": 420.0, "sis_bypass": 1.0}
         assert client.plc_stop() == 0
         assert not sis.cpu_running
+        # In STOP no program runs: the transmitters no longer reach the DB, and the HMI sees STOP.
+        sis.publish({"reactor_temp_k": 399.0})
+
+        async def hmi_poll() -> dict[str, float]:
+            master = S7Master(spec)
+            await master.connect()
+            try:
+                return await master.poll()
+            finally:
+                await master.close()
+
+        seen = run(hmi_poll())
+        assert seen["sis_cpu_run"] == 0.0 and seen["sis_reactor_temp_k"] == 352.5
         assert client.plc_hot_start() == 0
         assert sis.cpu_running
+        sis.publish({"reactor_temp_k": 399.0})
+        seen = run(hmi_poll())
+        assert seen["sis_cpu_run"] == 1.0 and seen["sis_reactor_temp_k"] == 399.0
     finally:
         client.disconnect()
     sis.stop()

@@ -14,8 +14,9 @@ Two checks over historian data of a PLC (HMI values, one row per poll):
    PV at its own register resolution, so the two terms get one scale each, ``alpha`` and
    ``beta``, fitted on **normal data** by least squares drawn towards the programmed 1 (using
    the gains the registers held at each row, so a logged re-tune keeps fitting; see
-   ``_law_coefficients``), and the spread of what remains is measured there too. The score is the root mean square of that normalised residual over ``window``
-   rows; the alarm threshold is ``factor`` times its ``quantile`` on normal data. A controller
+   ``_law_coefficients``), and the spread of what remains is measured there too. The score is
+   the root mean square of that normalised residual over ``window`` rows; the alarm threshold
+   is ``factor`` times its ``quantile`` on normal data (at least ``factor``). A controller
    whose program was altered, or an output register spoofed to the HMI, breaks the law while
    the registers look untouched. A stopped CPU does not: its PV registers freeze with its
    output, so the law holds trivially (frozen values are for the replay detector).
@@ -51,6 +52,7 @@ CHANGE_IDS: dict[str, tuple[str, ...]] = {
     "bypass": ("T0880", "T0836"),
     "command": ("T0855", "T0831"),
     "alarm_enable": ("T0878", "T0855"),
+    "cpu_state": ("T0858", "T0816"),  # a CPU put in STOP or restarted (the HMI reads its mode)
 }
 
 

@@ -51,7 +51,7 @@ from interlock.protocols.dnp3.stream import Reassembler, Segmenter
 from interlock.protocols.iec104 import codec as c104
 from interlock.protocols.iec104.fields import Cause, TypeID, UFunction
 from interlock.range.devices.base import DevicePoint, DeviceSpec
-from interlock.range.devices.s7_sis import decode, encode
+from interlock.range.devices.s7_sis import CPU_STATE, SZL_CPU_STATE, cpu_state_of, decode, encode
 
 HMI_HOST = "127.0.0.2"
 
@@ -384,8 +384,9 @@ class Iec104Master:
 class S7Master:
     """A snap7 client reading (and writing) the DBs of an S7 device (rack 0, slot ``spec.unit``).
 
-    ``poll`` reads each DB once and decodes every point; ``command`` writes one rw point (a
-    REAL setpoint, a BOOL bypass). The blocking snap7 calls run in the default executor.
+    ``poll`` reads each DB once and decodes every point, and the CPU's operating state (SZL
+    0x0424, as an HMI shows a PLC's RUN/STOP) for a ``CPU_STATE`` point; ``command`` writes one
+    rw point (a REAL setpoint, a BOOL bypass). The blocking snap7 calls run in the default executor.
     The connection's source address is not ``HMI_HOST``: snap7 does not bind its socket.
     """
 
@@ -394,7 +395,10 @@ class S7Master:
         self.timeout_s = timeout_s
         self._client: object | None = None
         self._dbs: dict[int, tuple[DevicePoint, ...]] = {}
+        self._states = tuple(p for p in spec.points if p.type == CPU_STATE)
         for p in spec.points:
+            if p.type == CPU_STATE:
+                continue
             self._dbs.setdefault(p.db or 1, ())
             self._dbs[p.db or 1] += (p,)
 
@@ -423,6 +427,10 @@ class S7Master:
             data = bytes(client.db_read(number, 0, size))
             for p in points:
                 out[p.tag] = decode(data, p)
+        if self._states:
+            szl = client.read_szl(SZL_CPU_STATE, 0)
+            state = cpu_state_of(bytes(szl.Data))
+            out.update({p.tag: state for p in self._states})
         return out
 
     async def poll(self) -> dict[str, float]:

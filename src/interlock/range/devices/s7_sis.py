@@ -9,6 +9,10 @@ take the server's own area lock, the one its client threads take for every read 
 
 The CPU state (RUN/STOP) is the server's: a client's PLC STOP / hot or cold start changes it,
 and :attr:`S7Sis.cpu_running` reports it so the runtime can freeze the SIS logic while stopped.
+A stopped CPU runs no program, so nothing copies the transmitters into its DB: ``publish``
+leaves the DB as it stood. A point of type ``CPU_STATE`` (no DB, no offset) is that state as a
+master reads it, through SZL 0x0424 (``bzu_id`` 0x08 RUN, 0x04 STOP), the list an HMI polls to
+show a PLC's mode; python-snap7's server does not serve that list, so ``_SisServer`` adds it.
 Written around snap7 only for the layout (snap7 has no notion of typed points).
 """
 
@@ -22,13 +26,47 @@ from interlock.range.boundary import Boundary
 from interlock.range.devices.base import Command, DevicePoint, DeviceSpec
 
 SIZES = {"REAL": 4, "BOOL": 1}
+CPU_STATE = "CPU_STATE"  # the point type of the CPU's operating state (1 RUN, 0 STOP)
 _REAL = struct.Struct(">f")
 MIN_DB_SIZE = 16
+SZL_CPU_STATE = 0x0424
+BZU_RUN, BZU_STOP = 0x08, 0x04
+
+
+def cpu_state_record(running: bool) -> bytes:
+    """SZL 0x0424 as a CPU answers it: LENTHDR 20, N_DR 1, one record whose byte 3 is ``bzu_id``
+    (ereig 0x4302 "mode change", ae 0xff; the rest zero)."""
+    record = b"\x43\x02\xff" + bytes([BZU_RUN if running else BZU_STOP]) + bytes(16)
+    return struct.pack(">HH", len(record), 1) + record
+
+
+def cpu_state_of(szl_data: bytes) -> float:
+    """1.0 RUN, 0.0 STOP, NaN otherwise, from SZL 0x0424's data (header included), as snap7's
+    own client reads it (``opGetPlcStatus``: byte 7; old CPUs code STOP as 0x03)."""
+    if len(szl_data) < 8:
+        return float("nan")
+    state = szl_data[7]
+    return 1.0 if state == BZU_RUN else 0.0 if state in (BZU_STOP, 0x03) else float("nan")
+
+
+def _sis_server() -> Any:
+    from snap7.server import CPUState, Server
+
+    class _SisServer(Server):
+        """snap7's server, answering SZL 0x0424 with its own CPU state."""
+
+        def _get_szl_data(self, szl_id: int, szl_index: int) -> bytes | None:
+            if szl_id == SZL_CPU_STATE:
+                return cpu_state_record(self.cpu_state == CPUState.RUN)
+            data: bytes | None = super()._get_szl_data(szl_id, szl_index)
+            return data
+
+    return _SisServer(log=False)
 
 
 def db_size(points: tuple[DevicePoint, ...]) -> int:
     """Octets of the DB: past the last point, at least ``MIN_DB_SIZE``."""
-    end = max((int(p.offset or 0) + SIZES[p.type] for p in points), default=0)
+    end = max((int(p.offset or 0) + SIZES[p.type] for p in points if p.type in SIZES), default=0)
     return max(MIN_DB_SIZE, end)
 
 
@@ -56,32 +94,31 @@ class S7Sis:
         self.spec = spec
         self.name, self.host, self.port = spec.name, spec.host, spec.port
         self.boundary = boundary
-        self.points = spec.points
+        self.points = tuple(p for p in spec.points if p.type != CPU_STATE)  # the DB's points
         self.dbs: dict[int, bytearray] = {}
         self._server: Any = None
-        for p in spec.points:
+        for p in self.points:
             if p.type not in SIZES or p.offset is None:
-                raise ValueError(f"{spec.name}: {p.tag} needs type REAL or BOOL and an offset, "
-                                 f"got {p.type} / {p.offset}")
-        for number in sorted({p.db or 1 for p in spec.points}):
-            db = bytearray(db_size(tuple(p for p in spec.points if (p.db or 1) == number)))
-            for p in spec.points:
+                raise ValueError(f"{spec.name}: {p.tag} needs type REAL, BOOL or CPU_STATE, and an "
+                                 f"offset unless CPU_STATE, got {p.type} / {p.offset}")
+        for number in sorted({p.db or 1 for p in self.points}):
+            db = bytearray(db_size(tuple(p for p in self.points if (p.db or 1) == number)))
+            for p in self.points:
                 if (p.db or 1) == number:
                     encode(db, p, p.start_value)
             self.dbs[number] = db
         # rw points the file gives no initial for (refinery tshh_setpoint_c): a 0.0 trip setpoint
         # would trip the SIS at once, so they take the first published value of their source
         # and writable() leaves them out until then
-        self._unseeded = {p.tag for p in spec.points if p.access == "rw" and p.initial is None}
+        self._unseeded = {p.tag for p in self.points if p.access == "rw" and p.initial is None}
 
     def start(self) -> None:
         if self._server is not None:
             return
         self.boundary.register(self.host, self.port, self.name)  # refuses non-loopback first
-        from snap7.server import Server
         from snap7.type import SrvArea
 
-        server = Server(log=False)
+        server = _sis_server()
         for number, db in self.dbs.items():
             server.register_area(SrvArea.DB, number, db)
         try:
@@ -113,6 +150,8 @@ class S7Sis:
         return _Lock()
 
     def publish(self, values: Mapping[str, float]) -> None:
+        if self._server is not None and not self.cpu_running:
+            return  # no program runs: the DB keeps what the last scan wrote
         for number, db in self.dbs.items():
             updates = [(p, float(values[p.source])) for p in self.points
                        if (p.access == "r" or p.tag in self._unseeded) and (p.db or 1) == number
