@@ -206,8 +206,11 @@ def test_watch_shows_the_running_plant(tmp_path: Path) -> None:
                 devices = {d.name: [*rng.endpoint(d.name), d.protocol, d.unit] for d in rng.points.devices}
                 state.write_text(json.dumps({"plant": "gas-pipeline", "devices": devices}))
                 ready.set()
+                # Plant steps much finer than the watch's 0.1 s polls: with 2 s steps (0.1 s of
+                # wall time at speed 20) two polls could fall inside one step and see the plant
+                # stand still, a "frozen" speed_output when this thread was slow to get the GIL.
                 while not done.is_set():
-                    await rng.advance(2)
+                    await rng.advance(0.5)
                 state.unlink(missing_ok=True)
 
         asyncio.run(scenario())
