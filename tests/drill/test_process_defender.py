@@ -442,3 +442,80 @@ def test_a_safety_cpu_put_in_stop_is_seen_by_the_hmi_and_found(tmp_path: Path) -
     temp = frame.values[:, frame.tags.index("sis_reactor_temp_k")]
     stopped = (t > 425) & (t < 535)
     assert np.ptp(temp[stopped]) == 0.0 and np.ptp(temp[(t > 300) & (t < 410)]) > 0.0
+
+
+def test_a_device_the_hmi_cannot_read_for_longer_than_the_warmup_knows_is_a_lost_view() -> None:
+    """plc-1's HMI rows removed, as a device that stops answering leaves them: 20 polls with no
+    answer and 6 polls missing a block are findings (T0815, T0814) once the run passes its limit;
+    a single missed poll, as the warm-up had one, is not."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = asyncio.run(_benign("gas-pipeline", 5, 900.0))
+    t, tag, _, plc1 = _plc1_view(table)
+    block = np.isin(tag, ["discharge_bar", "suction_bar"])  # some of plc-1's values, not all
+    drop = plc1 & (
+        (np.abs(t - 100.0) < 0.5)  # the warm-up's one missed poll: the limit is 2 * 1 + 2 = 4
+        | ((t >= 500.0) & (t < 520.0))  # no answer for 20 polls
+        | ((t >= 650.0) & (t < 656.0) & block)  # a block unread for 6 polls
+        | (np.abs(t - 800.0) < 0.5)  # one missed poll, as in the warm-up
+    )
+    cut = table.filter(pa.array(~drop))
+    found = [a for a in process_alerts(cut, "gas-pipeline", WARMUP_S, seed=5, watermark=True)
+             if a.rule == "process.view-lost"]  # fmt: skip
+    assert [(a.destination, a.time_s, a.attack_ids) for a in found] == [
+        ("plc-1", 503.0, ("T0815", "T0814")),
+        ("plc-1", 653.0, ("T0815", "T0814")),
+    ], found
+    assert "no answer for 4+ polls" in found[0].message and "until t=519s" in found[0].message
+    assert "at most" in found[1].message
+    assert process_alerts(table, "gas-pipeline", WARMUP_S, seed=5, watermark=True) == []
+
+
+LISTEN_ONLY_SCENARIO = """
+id: listen-only-test
+title: The station PLC forced into listen-only mode, then restarted
+plant: gas-pipeline
+based_on: "a test"
+seed: 9
+speed: max
+duration: 10m
+warmup: 6m
+description: FC 8/4 silences the PLC; FC 8/1 brings it back.
+objectives: [Detect the loss of view (T0815)]
+phases:
+  - name: Denial of view
+    injects:
+      - id: listen-only
+        at: 7m
+        technique: modbus.force_listen_only
+        target: plc-1
+        expect: [T0814, T0815]
+      - id: restart
+        at: 8m
+        technique: modbus.restart_comms
+        target: plc-1
+        expect: [T0816]
+"""
+
+
+def test_a_plc_in_listen_only_mode_falls_silent_and_the_lost_view_is_found(tmp_path: Path) -> None:
+    """The range's PLC keeps the Modbus specification's listen-only mode (pymodbus only sets a flag
+    and answers): it stops answering until a Restart Communications Option, the HMI backs off
+    (COMM_RETRY_S) and the process defenders report the lost view (T0815, T0814)."""
+    from interlock.range.runtime import COMM_RETRY_S
+
+    scenario = parse_scenario(LISTEN_ONLY_SCENARIO)
+    record, score = run_drill(
+        scenario, tmp_path, progress=False, store=False, firewall=False, instance=INSTANCE
+    )
+    found = [a for a in _process(record.alerts) if a.rule == "process.view-lost"]
+    assert [(a.destination, a.attack_ids) for a in found] == [("plc-1", ("T0815", "T0814"))], found
+    assert 420.0 <= found[0].time_s <= 424.0 and "no answer" in found[0].message
+    assert score.injects[0].detected
+    trends = record.trends
+    assert trends is not None
+    t = np.array([float(x) for x in historian_frame(trends, "plc-1", "hmi").timestamps or ()])
+    assert not ((t > 421) & (t < 480)).any()  # silent from the listen-only command on
+    back = t[t >= 480]
+    assert back.size and back[0] <= 480 + COMM_RETRY_S + 1  # answering again after the restart

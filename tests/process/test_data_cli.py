@@ -205,12 +205,13 @@ def test_eval_on_batadal_prints_the_metrics(tmp_path: Path) -> None:
     assert out["etapr_f1"] == pytest.approx(0.740, abs=5e-4)
     assert out["vus_pr"] == pytest.approx(0.890, abs=5e-4)
     lines = preds.read_text().splitlines()
-    assert lines[0] == "timestamp,score,alarm" and len(lines) == 4177 + 1
+    assert lines[0] == "timestamp,score,alarm,live" and len(lines) == 4177 + 1
     assert lines[1].startswith("04/07/16 00,")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The predictions carry the merged alarm; the times to detect are those of the live alarms.
-    written = np.array([int(line.rsplit(",", 1)[1]) for line in lines[1:]])
-    assert written.sum() == round(out["recall"] * 492 + out["false_alarm_rate"] * (4177 - 492))
+    written = np.array([[int(v) for v in line.split(",")[2:]] for line in lines[1:]])
+    assert written[:, 0].sum() == round(out["recall"] * 492 + out["false_alarm_rate"] * (4177 - 492))
+    assert (written[:, 0] >= written[:, 1]).all() and written[:, 0].sum() > written[:, 1].sum()
     assert [a["time_to_detect"] for a in out["attacks"]] == [0, 0, 0, 1, 0, 4, 0]
     # Each row's own alarm: the tenth session's figures, fewer rows alarmed.
     result = CliRunner().invoke(main, [*args_of(train, test, windows), "--json", "--merge-gap", "0"])

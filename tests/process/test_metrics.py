@@ -56,15 +56,16 @@ def test_merge_gaps_fills_short_quiet_stretches_between_alarms_only() -> None:
     assert merge_gaps([], 3).tolist() == [] and merge_gaps([0, 0, 0], 3).tolist() == [0, 0, 0]
 
 
-@given(st.lists(st.booleans(), max_size=60), st.integers(0, 8))
-def test_merge_gaps_agrees_with_the_plain_definition(flags: list[bool], gap: int) -> None:
+@given(st.lists(st.booleans(), max_size=60), st.integers(0, 8), st.lists(st.integers(0, 60), max_size=4))
+def test_merge_gaps_agrees_with_the_plain_definition(flags: list[bool], gap: int, cuts: list[int]) -> None:
     alarm = np.array(flags, dtype=np.int8)
     want = alarm.copy()
     hits = np.flatnonzero(alarm)
     for a, b in itertools.pairwise(hits):
-        if b - a - 1 <= gap:
+        # b starts a new run when a cut falls in (a, b]: the two alarms are not one episode
+        if b - a - 1 <= gap and not any(a < c <= b for c in cuts):
             want[a:b] = 1
-    got = merge_gaps(alarm, gap)
+    got = merge_gaps(alarm, gap, cuts)
     assert got.tolist() == want.tolist()
     assert (got >= alarm).all()  # only ever adds alarms
 
@@ -79,3 +80,19 @@ def test_time_to_detect_comes_from_the_live_alarms() -> None:
     r = evaluate(label, merged, live=live)
     assert r.episodes[0].detected_at == 4 and r.recall == pytest.approx(3 / 4)
     assert evaluate(label, merged).episodes[0].detected_at == 3  # without live: credited early
+
+
+def test_the_loop_law_keeps_what_the_data_pin_down_and_draws_the_rest_to_one() -> None:
+    """The ridge towards the programmed law: a well-excited P term keeps its fitted scale, an I
+    term too small to see stays near 1, and all-zero terms give exactly (1, 1)."""
+    from interlock.detect.process.tampering import ControllerTamperingDetector
+
+    det = ControllerTamperingDetector("reactor", watched=())
+    rng = np.random.default_rng(0)
+    p = rng.normal(0, 1.0, 400)
+    i = rng.normal(0, 1e-4, 400)
+    du = 0.8 * p + 3.0 * i + rng.normal(0, 0.05, 400)
+    alpha, beta = det._law_coefficients(p, i, du)
+    assert abs(alpha - 0.8) < 0.02 and abs(beta - 1.0) < 0.05  # plain least squares: beta anywhere
+    zero = np.zeros(50)
+    assert det._law_coefficients(zero, zero, zero) == pytest.approx([1.0, 1.0])

@@ -107,6 +107,8 @@ CONTROL_OUTPUTS: dict[str, str] = {
     "refinery": "fuel_output",  # fuel valve position feedback vs its command, fraction
 }
 SPOOF_IDS = ("T0856", "T0832")
+VIEW_IDS = ("T0815", "T0814")  # Denial of View, Denial of Service: see _lost_view
+VIEW_LOST_MIN = 3  # polls: the least run of unread polls that is a finding
 STUCK_IDS = ("T0831", "T0856")  # readings frozen while others move: see _frozen
 
 
@@ -156,6 +158,7 @@ def process_alerts(
         alerts += _watermark(trends, plant, warmup_s, seed)
     alerts += _replay(trends, plant, warmup_s, points)
     alerts += _frozen(trends, plant, warmup_s, points)
+    alerts += _lost_view(trends, warmup_s, points)
     return sorted(alerts, key=lambda a: a.time_s)
 
 
@@ -477,3 +480,62 @@ def write_process_alerts(alerts: Sequence[AlertSeen], path: Path) -> None:
                 "message": a.message,
             }
             fh.write(json.dumps(rec) + "\n")
+
+
+# -- lost view ---------------------------------------------------------------------------------------
+def _lost_view(trends: Any, warmup_s: float, points: Any) -> list[AlertSeen]:
+    """Devices the HMI could not read, whole or some of their blocks, for more polls running than
+    the warm-up makes likely: a SCADA's communication-failure alarm, held to what is unusual.
+
+    A poll counts as short for a device when the HMI got fewer of its values than the most it got
+    at one warm-up poll (nothing at all when the device did not answer). The limit is twice the
+    longest warm-up run of short polls + 2, and at least ``VIEW_LOST_MIN``. A flood that makes
+    reads time out, a device forced into listen-only mode or restarted, a link cut: T0815 Denial
+    of View, T0814 Denial of Service (what the operators lose either way; the cause is the network
+    detectors' finding).
+    """
+    cols = {
+        name: trends.column(name).to_numpy(zero_copy_only=False)
+        for name in ("plant_time_s", "device", "source")
+    }
+    hmi = cols["source"] == "hmi"
+    stamps = cols["plant_time_s"][hmi].astype(np.float64)
+    polls = np.unique(stamps)
+    cut = int(np.searchsorted(polls, warmup_s, side="left"))
+    if cut < 2 or cut >= len(polls):
+        return []
+    devices = cols["device"][hmi].astype(str)
+    out: list[AlertSeen] = []
+    for device in points.devices:
+        got = np.zeros(len(polls), dtype=np.int64)
+        mine = devices == device.name
+        np.add.at(got, np.searchsorted(polls, stamps[mine]), 1)
+        full = int(got[:cut].max())
+        if full == 0:
+            continue  # never read in the warm-up: nothing to lose
+        short = got < full
+        runs = _true_runs(short)
+        longest = int(runs[:cut].max())
+        limit = max(2 * longest + 2, VIEW_LOST_MIN)
+        for start, stop in _runs(short[cut:], polls[cut:], EPISODE_GAP_S):
+            over = np.flatnonzero(runs[cut + start : cut + stop] >= limit)
+            if not over.size:
+                continue  # short-lived: no longer than the warm-up makes likely
+            at = cut + start + int(over[0])
+            seen = got[cut + start : cut + stop][short[cut + start : cut + stop]]
+            what = "no answer" if not seen.any() else f"at most {int(seen.max())} of its {full} values"
+            out.append(
+                AlertSeen(
+                    float(polls[at]), VIEW_IDS, "", device.name, "process.view-lost", SEVERITY,
+                    f"{device.name}: the HMI got {what} for {limit}+ polls running (at most {longest} in "
+                    f"the warm-up), from t={polls[cut + start]:g}s until t={polls[cut + stop - 1]:g}s",
+                )
+            )  # fmt: skip
+    return out
+
+
+def _true_runs(flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """How many rows, this one included, ``flags`` has held True (0 where False)."""
+    idx = np.arange(len(flags))
+    last_false = np.maximum.accumulate(np.where(flags, -1, idx))
+    return np.asarray(np.where(flags, idx - last_false, 0), dtype=np.int64)

@@ -22,6 +22,7 @@ explains it (the drill's process defenders judge the historian the same way afte
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 
@@ -96,7 +97,7 @@ class LiveDetection:
                 continue
             new, old = float(values[tag]), self.held.get(tag)
             self.held[tag] = new
-            if old is not None and new != old:
+            if old is not None and new != old and not (math.isnan(new) and math.isnan(old)):
                 moved.append((tag, kind, old, new))
         if not moved:
             return None

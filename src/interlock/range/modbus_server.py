@@ -4,6 +4,11 @@ pymodbus keeps its own register store; the ``action`` hook it calls on every acc
 PLC's image is copied in before a read and where a write is checked and applied, so the answers
 (values and exception codes) are the PLC's, while framing, transactions, FC43 identity and FC8
 diagnostics are pymodbus' own, as on a real device.
+
+Listen-only mode (FC 8 sub-function 4) is the PLC's too: pymodbus 3.16 only sets a flag no part
+of its server reads, and answers. Here the PLC falls silent, as the Modbus specification has it
+(no answer to anything, itself included) until a Restart Communications Option (sub-function 1,
+unanswered too) brings it back; its program runs on, unseen.
 """
 
 from __future__ import annotations
@@ -40,6 +45,38 @@ def _pack_bits(bits: list[int], registers: list[int]) -> None:
         registers[i] = word
 
 
+DIAGNOSTICS = 8
+LISTEN_ONLY, RESTART_COMMS = 4, 1  # FC 8 sub-functions
+
+
+def _server_class() -> Any:
+    from pymodbus.server import ModbusTcpServer
+    from pymodbus.server.requesthandler import ServerRequestHandler
+
+    class Handler(ServerRequestHandler):
+        async def handle_request(self) -> None:
+            pdu = self.last_pdu
+            owner: PlcModbusServer = self.server.owner
+            sub = getattr(pdu, "sub_function_code", None) if pdu is not None else None
+            diag = pdu is not None and pdu.function_code == DIAGNOSTICS
+            if diag and sub == LISTEN_ONLY:
+                owner.listen_only = True
+                return
+            if owner.listen_only:
+                if diag and sub == RESTART_COMMS:
+                    owner.listen_only = False
+                return
+            await super().handle_request()  # type: ignore[no-untyped-call]
+
+    class Server(ModbusTcpServer):
+        owner: PlcModbusServer
+
+        def callback_new_connection(self) -> Any:
+            return Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)  # type: ignore[no-untyped-call]
+
+    return Server
+
+
 class PlcModbusServer:
     """A ``ModbusTcpServer`` answering for one PLC; start and stop inside the range's event loop."""
 
@@ -51,6 +88,7 @@ class PlcModbusServer:
         self.port = plc.device.port if port is None else port
         self.boundary = boundary
         self.server: Any = None
+        self.listen_only = False  # FC 8/4 received: silent until FC 8/1
 
     def _device(self) -> Any:
         from pymodbus.pdu.device import ModbusDeviceIdentification
@@ -108,10 +146,9 @@ class PlcModbusServer:
         return None
 
     async def start(self) -> None:
-        from pymodbus.server import ModbusTcpServer
-
         self.boundary.register(self.host, self.port, self.plc.name)
-        self.server = ModbusTcpServer(self._device(), address=(self.host, self.port))
+        self.server = _server_class()(self._device(), address=(self.host, self.port))
+        self.server.owner = self
         await self.server.serve_forever(background=True)
 
     async def stop(self) -> None:

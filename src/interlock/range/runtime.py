@@ -19,6 +19,7 @@ import asyncio
 import bisect
 import contextlib
 import copy
+import math
 import os
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from interlock.range.watermark import Watermark
 
 # 2026-01-05 06:00 UTC: a Monday morning shift; the virtual clock's calendar starts here.
 START_EPOCH_S = 1_767_592_800.0
+COMM_RETRY_S = 30.0  # plant seconds before the HMI tries a device that failed again
 PRIVILEGED_PORT_SHIFT = 10_000  # 502 -> 10502, 102 -> 10102 when we may not bind below 1024
 
 
@@ -161,6 +163,7 @@ class Range:
         self.paused = False
         self.started = False
         self._lost: set[str] = set()  # devices whose link dropped; the HMI reconnects next poll
+        self._retry_at: dict[str, float] = {}  # a device that timed out: not polled before then
 
     def _make_firewalls(self) -> None:
         from interlock.respond.firewall import Firewall, FirewallConfig
@@ -303,19 +306,29 @@ class Range:
 
     async def _poll_one(self, name: str, master: Any) -> dict[str, float]:
         """One device's poll; a dropped link (an outstation that takes one master at a time, a
-        restarted device) is a communication failure: no values this poll, reconnect on the next."""
+        restarted device) is a communication failure: no values this poll, reconnect on the next.
+        A device whose reads timed out (silent: listen-only, hung) is retried after
+        ``COMM_RETRY_S`` of plant time, as a SCADA driver backs off, rather than costing the
+        poll a timeout every second."""
+        if self.plant.time_s < self._retry_at.get(name, -math.inf):
+            return {}
         try:
             if name in self._lost:
                 await master.connect()
                 self._lost.discard(name)
             values: dict[str, float] = await master.poll()
-            return values
         except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             self._lost.add(name)
             self.events.comm_failures.append((self.plant.time_s, name))
             with contextlib.suppress(Exception):
                 await master.close()
             return {}
+        if getattr(master, "timed_out", False):
+            self._retry_at[name] = self.plant.time_s + COMM_RETRY_S
+            self.events.comm_failures.append((self.plant.time_s, name))
+        else:
+            self._retry_at.pop(name, None)
+        return values
 
     # -- field devices (RTUs, S7 safety controllers) ------------------------------------------
     def _process_values(self) -> dict[str, float]:

@@ -293,7 +293,8 @@ class ControllerTamperingDetector:
 
         Near its setpoint a loop's error is tiny, so the I term moves the output by far less than
         the register's resolution and normal data cannot identify beta: plain least squares gave
-        0.25 on the refinery's heater, and the first large transient (a feed stop) then broke the
+        0.25 on the refinery's heater in industroyer-refinery's warm-up (-1.7 to 1.6 over seeds
+        1-6 of a plain run), and the first large transient (a feed stop) then broke the
         "law" with no tampering at all. With a prior of spread ``PRIOR_SD`` around 1 (the PLC runs
         this very law), a term the data pins down keeps its fitted value and one it cannot stays
         near 1. The prior's weight is the residual variance over the prior's.
@@ -301,8 +302,10 @@ class ControllerTamperingDetector:
         a = np.column_stack([p_term, i_term])
         ols, *_ = np.linalg.lstsq(a, du, rcond=None)
         var = max(float(np.var(du - a @ ols)), self.min_sigma**2)
-        weight = var / PRIOR_SD**2
-        return np.asarray(np.linalg.solve(a.T @ a + weight * np.eye(2), a.T @ du + weight), dtype=np.float64)
+        root = np.sqrt(var) / PRIOR_SD  # the prior as two extra rows: never singular
+        rows, target = np.vstack([a, root * np.eye(2)]), np.concatenate([du, [root, root]])
+        coef, *_ = np.linalg.lstsq(rows, target, rcond=None)
+        return np.asarray(coef, dtype=np.float64)
 
     def _loop_scores(
         self, frame: Frame, model: _LoopModel, read: npt.NDArray[np.bool_] | None = None
@@ -362,7 +365,9 @@ class ControllerTamperingDetector:
             if tag not in frame.tags:
                 continue
             v = frame.values[:, frame.tags.index(tag)]
-            for i in np.flatnonzero(np.diff(v) != 0) + 1:
+            # NaN to NaN (a value that stays unreadable, an unknown CPU mode) is no change.
+            moved = (v[1:] != v[:-1]) & ~(np.isnan(v[1:]) & np.isnan(v[:-1]))
+            for i in np.flatnonzero(moved) + 1:
                 t, old, new = float(times[i]), float(v[i - 1]), float(v[i])
                 close = max(self.steps_.get(tag, 0.0) / 2, 1e-3 * abs(new), 1e-9)
                 explained = any(

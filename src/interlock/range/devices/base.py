@@ -34,7 +34,8 @@ class DevicePoint:
 
     ``type`` is the protocol's own name of the point (``analog_input``, ``binary_input``,
     ``binary_output`` for DNP3; ``M_ME_NC_1``, ``M_SP_NA_1``, ``C_SC_NA_1``, ``C_SE_NC_1`` for
-    IEC 104; ``REAL``/``BOOL`` for S7). ``source`` is the tag of the plant/PLC value the point
+    IEC 104; ``REAL``/``BOOL`` for S7, and ``CPU_STATE``: the CPU's mode, read through SZL
+    0x0424, no DB). ``source`` is the tag of the plant/PLC value the point
     mirrors (the point's own tag unless the file says otherwise).
     """
 

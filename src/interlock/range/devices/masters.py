@@ -428,8 +428,10 @@ class S7Master:
             for p in points:
                 out[p.tag] = decode(data, p)
         if self._states:
-            szl = client.read_szl(SZL_CPU_STATE, 0)
-            state = cpu_state_of(bytes(szl.Data))
+            try:
+                state = cpu_state_of(bytes(client.read_szl(SZL_CPU_STATE, 0).Data))
+            except Exception:  # a CPU that does not serve the list: its mode unknown, its DB kept
+                state = float("nan")
             out.update({p.tag: state for p in self._states})
         return out
 

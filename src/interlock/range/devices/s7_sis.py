@@ -41,12 +41,12 @@ def cpu_state_record(running: bool) -> bytes:
 
 
 def cpu_state_of(szl_data: bytes) -> float:
-    """1.0 RUN, 0.0 STOP, NaN otherwise, from SZL 0x0424's data (header included), as snap7's
-    own client reads it (``opGetPlcStatus``: byte 7; old CPUs code STOP as 0x03)."""
-    if len(szl_data) < 8:
+    """1.0 RUN, 0.0 STOP, NaN unknown, from SZL 0x0424's data (header included), as snap7's own
+    client reads it (``opGetPlcStatus``: byte 7; 0x00 unknown, 0x08 RUN, any other code STOP:
+    old CPUs code STOP as 0x03)."""
+    if len(szl_data) < 8 or szl_data[7] == 0:
         return float("nan")
-    state = szl_data[7]
-    return 1.0 if state == BZU_RUN else 0.0 if state in (BZU_STOP, 0x03) else float("nan")
+    return 1.0 if szl_data[7] == BZU_RUN else 0.0
 
 
 def _sis_server() -> Any:
@@ -97,6 +97,9 @@ class S7Sis:
         self.points = tuple(p for p in spec.points if p.type != CPU_STATE)  # the DB's points
         self.dbs: dict[int, bytearray] = {}
         self._server: Any = None
+        for p in spec.points:
+            if p.type == CPU_STATE and p.access != "r":
+                raise ValueError(f"{spec.name}: {p.tag}: a CPU_STATE point is read-only (access: r)")
         for p in self.points:
             if p.type not in SIZES or p.offset is None:
                 raise ValueError(f"{spec.name}: {p.tag} needs type REAL, BOOL or CPU_STATE, and an "
