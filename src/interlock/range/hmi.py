@@ -83,11 +83,6 @@ class ModbusMaster:
             self.failed = True
         return values
 
-    @property
-    def timed_out(self) -> bool:
-        """The last poll failed (no connection, or a read unanswered): the runtime backs off."""
-        return self.failed
-
     async def command(self, tag: str, value: float) -> bool:
         point = self.device.point(tag)
         if point.table == "coil":

@@ -323,7 +323,7 @@ class Range:
             with contextlib.suppress(Exception):
                 await master.close()
             return {}
-        if getattr(master, "timed_out", False):
+        if getattr(master, "failed", False):  # the Modbus master's: no connection, or a read unanswered
             self._retry_at[name] = self.plant.time_s + COMM_RETRY_S
             self.events.comm_failures.append((self.plant.time_s, name))
         else:
