@@ -86,3 +86,15 @@ def test_bad_parameters_are_refused() -> None:
     for kwargs in ({"odds": 0.0}, {"odds": 1.5}, {"margin": 0}):
         with pytest.raises(ValueError, match="odds must be in"):
             FrozenDetector(**kwargs).fit(plant(100, 0))  # type: ignore[arg-type]
+
+
+def test_a_short_training_set_without_a_repeat_does_not_make_a_hair_trigger() -> None:
+    """30 rows in which a slow tag never repeated bound its repeat rate by 3/29 (the rule of
+    three), not by 0: its limit is the run whose odds are under 1e-6 at that rate (8 rows), not
+    2 x 1 + 2 = 4, so four equal readings of a slow PID output (a live watch's first 30 polls)
+    are not a frozen tag."""
+    x = np.arange(30, dtype=np.float64)[:, None] * 0.01  # moves every row, never repeats
+    det = FrozenDetector().fit(Frame(("speed_output",), x))
+    assert det.limits_.tolist() == [8]
+    held = np.concatenate([x, np.full((5, 1), x[-1, 0])])  # the last value held 5 more rows (6 in all)
+    assert det.predict(Frame(("speed_output",), held)).sum() == 0

@@ -9,10 +9,11 @@ training data sets its limit: twice that run plus ``margin`` rows, because sampl
 analyser reporting every fifth row) hold for a whole sample period and two equal samples in a
 row happen by chance. A short training set (a drill's six-minute warm-up) can miss how long a
 coarse reading holds by chance, so the limit is at least the run whose odds are under ``odds``
-per row if each row repeated the last one independently, at the rate seen in training
-(q^(L-1) <= odds). Tags that hold longer than ``max_run`` rows in normal data (setpoints,
-on/off statuses, levels at a coarse resolution) are left out: stillness is normal for them.
-The score is the number of tags whose run has reached their limit at a row; any is an alarm.
+per row if each row repeated the last one independently, at the rate seen in training (q^(L-1)
+<= odds; a tag that never repeated in n rows is taken at 3/n, the rule of three). Tags that hold
+longer than ``max_run`` rows in normal data (setpoints, on/off statuses, levels at a coarse
+resolution) are left out: stillness is normal for them. The score is the number of tags whose
+run has reached their limit at a row; any is an alarm.
 
 Written by hand: scikit-learn, river and PyOD score values, not how long a value lasts, and a
 run length is one pass of numpy per tag.
@@ -53,8 +54,10 @@ class FrozenDetector(ProcessDetector):
         distinct = np.array([len(np.unique(rounded[:, j])) for j in range(x.shape[1])])
         watched = (longest <= self.max_run) & (distinct >= 3)
         repeat = np.mean(rounded[1:] == rounded[:-1], axis=0) if len(x) > 1 else np.zeros(x.shape[1])
-        rate = np.clip(repeat, 1e-300, 0.999)
-        chance = np.where(repeat > 0, np.ceil(np.log(self.odds) / np.log(rate)) + 1, 0)
+        # No repeat in n rows bounds the rate by about 3/n (the rule of three), not by 0: a short
+        # training set (a live watch's 30 polls) must not take a slow tag for one that never holds.
+        rate = np.clip(np.maximum(repeat, 3.0 / max(len(x) - 1, 1)), 1e-300, 0.999)
+        chance = np.ceil(np.log(self.odds) / np.log(rate)) + 1
         limit = np.maximum(2 * longest + self.margin, chance)
         # 0: not watched (holds still in normal operation, or barely moves at all)
         self.limits_ = np.where(watched, limit, 0).astype(np.int64)
