@@ -68,6 +68,7 @@ import numpy as np
 import numpy.typing as npt
 
 from interlock.detect.process.base import Frame
+from interlock.detect.process.frozen import _run_lengths
 from interlock.detect.process.tampering import (
     CHANGE_IDS,
     LOOPS,
@@ -416,7 +417,7 @@ def _frozen(trends: Any, plant: str, warmup_s: float, points: Any) -> list[Alert
     or driven to a limit of its range (a compressor at full speed, a valve wide open), a dead
     transmitter, or one spoofed reading: T0831 first, T0856 beside it.
     """
-    from interlock.detect.process.frozen import FrozenDetector, _run_lengths
+    from interlock.detect.process.frozen import FrozenDetector
 
     out: list[AlertSeen] = []
     for name, sub, cut, times, read in _sensor_frames(trends, warmup_s, points):
@@ -514,7 +515,7 @@ def _lost_view(trends: Any, warmup_s: float, points: Any) -> list[AlertSeen]:
         if full == 0:
             continue  # never read in the warm-up: nothing to lose
         short = got < full
-        runs = _true_runs(short)
+        runs = np.where(short, _run_lengths(short[:, None].astype(np.float64))[:, 0], 0)
         longest = int(runs[:cut].max())
         limit = max(2 * longest + 2, VIEW_LOST_MIN)
         for start, stop in _runs(short[cut:], polls[cut:], EPISODE_GAP_S):
@@ -533,9 +534,3 @@ def _lost_view(trends: Any, warmup_s: float, points: Any) -> list[AlertSeen]:
             )  # fmt: skip
     return out
 
-
-def _true_runs(flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-    """How many rows, this one included, ``flags`` has held True (0 where False)."""
-    idx = np.arange(len(flags))
-    last_false = np.maximum.accumulate(np.where(flags, -1, idx))
-    return np.asarray(np.where(flags, idx - last_false, 0), dtype=np.int64)

@@ -237,9 +237,7 @@ def process(
             click.echo(f"compared at the coarser resolution: {len(rounded)} tags rounded to "
                        f"{'/'.join(map(str, places))} decimals (--resolution keep: as read)")  # fmt: skip
         _print(det, test, report, blamed, eta, vus)
-        if merge_gap:
-            click.echo(f"alarms at most {merge_gap} quiet rows apart merged into one episode "
-                       "(--merge-gap 0: each row's own alarm)")  # fmt: skip
+        _print_merge(merge_gap)
         if test_frame.kinds is not None:
             _print_kinds(label or "label", _per_kind(test_frame, alarm, cuts, live))
         if windows is not None:
@@ -472,9 +470,13 @@ def _tep(det: ProcessDetector, train: Frame, folder: Path, merge_gap: int, as_js
     click.echo(f" mean  {mean_all:>11.2f}  {'-':>14}  {'':>20}  {mean_eta:>8.3f}  {mean_vus:>6.3f}"
                f"  (all {len(rows)} faults)")  # fmt: skip
     click.echo(f"false alarm rate on d00_te: {far:.2f}%  (published PCA: {TEP_PCA_FALSE_ALARM}%)")
-    if merge_gap:
-        click.echo(f"alarms at most {merge_gap} quiet rows apart merged into one episode "
-                   "(--merge-gap 0: off)")  # fmt: skip
+    _print_merge(merge_gap)
+
+
+def _print_merge(gap: int) -> None:
+    if gap:
+        click.echo(f"alarms at most {gap} quiet rows apart merged into one episode "
+                   "(--merge-gap 0: each row's own alarm)")  # fmt: skip
 
 
 @eval_group.command("tampering")

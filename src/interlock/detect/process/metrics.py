@@ -82,27 +82,22 @@ def spans(flags: npt.ArrayLike, cuts: Sequence[int] = ()) -> list[tuple[int, int
 def merge_gaps(alarm: npt.ArrayLike, gap: int, cuts: Sequence[int] = ()) -> IntArray:
     """``alarm`` with each quiet stretch of at most ``gap`` rows between two alarms marked too.
 
-    Alarms that close together are one episode, as an analyst reading the alerts counts them:
-    an attack's trace in the sensors can dip under the limit for a few rows without the attack
-    having ended. Offline, as the
-    BATADAL competition labelled its test set: the first alarm of an episode never moves (the
-    time to detect is the same) and nothing is marked past its last alarm. A stretch that holds
-    a row of ``cuts`` (a new simulation run starts there) is never filled.
+    Alarms that close together are one episode, as an analyst reading the alerts counts them: an
+    attack's trace in the sensors can dip under the limit for a few rows without the attack
+    having ended. Offline, as the BATADAL competition labelled its test set: the first alarm of
+    an episode never moves (the time to detect is the same) and nothing is marked past its last
+    alarm. Two alarms on either side of a row of ``cuts`` (a new simulation run starts there) are
+    never joined.
     """
     out: IntArray = (np.asarray(alarm) != 0).astype(np.int8)
     if gap < 1:
         return out
-    quiet = np.concatenate([[0], out == 0, [0]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(quiet))
-    start, stop = edges[::2], edges[1::2]  # quiet stretches [start, stop)
     cut = np.sort(np.asarray(cuts, dtype=np.int64))
-    # A new run starting in (start - 1, stop] parts the two alarms.
-    parted = np.searchsorted(cut, stop, "right") > np.searchsorted(cut, start - 1, "right")
-    fill = (start > 0) & (stop < out.size) & (stop - start <= gap) & ~parted
-    marks = np.zeros(out.size + 1, dtype=np.int64)
-    np.add.at(marks, start[fill], 1)
-    np.add.at(marks, stop[fill], -1)
-    out[np.cumsum(marks[:-1]) > 0] = 1
+    for start, stop in spans(out == 0):  # the quiet stretches [start, stop)
+        # A new run starting in (start - 1, stop] parts the two alarms.
+        parted = np.searchsorted(cut, stop, "right") > np.searchsorted(cut, start - 1, "right")
+        if start > 0 and stop < out.size and stop - start <= gap and not parted:
+            out[start:stop] = 1
     return out
 
 
