@@ -1,0 +1,439 @@
+"""Fresh attack data for a water network run by PLCs, in the manner of BATADAL, for unseen-attack
+evaluation of the process detectors.
+
+Why: BATADAL's competition test set is one fixed file, and this project has read where its misses
+fall (docs/process-detection.md, "Alarm episodes"): it is no longer unseen. This generator makes new
+test files on the same plant: C-Town, the same 43 hourly SCADA signals, the same PLC level logic
+(the network file's ``[CONTROLS]``), with seeded demand noise and seeded attacks of BATADAL's kinds
+(Taormina et al. 2018): PLC thresholds changed, a PLC fed a false tank level, a pump forced or
+slowed, and each of them optionally hidden from the SCADA by replaying earlier readings. Every seed
+is a new test file, so settings can be chosen on some seeds and reported on seeds never run before.
+
+EPANET does the hydraulics, through wntr's binding of its toolkit, stepped five plant minutes at a
+time. Written here is only the cyber layer: the PLCs, the attacker and the SCADA, as epanetCPA
+(Taormina's MATLAB toolbox that made BATADAL) does; there is no Python package for it. Any network
+whose ``[CONTROLS]`` switch links on tank levels works (the tests use wntr's Net1); C-Town's file
+with its demands is DHALSIM's ``examples/ctown_topology/ctown_map.inp`` (MIT), not shipped here.
+
+    python benchmarks/water_attacks.py generate --inp ctown_map.inp --out DIR --seeds 1-5
+    python benchmarks/water_attacks.py evaluate DIR [--seeds 1-5] [-- extra eval options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import logging
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+STEP_S = 300  # the PLCs' scan and EPANET's hydraulic step
+HOUR = 3600
+WARMUP_H = 48  # simulated, not written: tanks settle from the file's initial levels
+# C-Town's pressure sensors as BATADAL lists them (suction and delivery of one pump per station)
+CTOWN_PRESSURES = (
+    "J280",
+    "J269",
+    "J300",
+    "J256",
+    "J289",
+    "J415",
+    "J302",
+    "J306",
+    "J307",
+    "J317",
+    "J14",
+    "J422",
+)
+RULE = re.compile(r"^\s*LINK\s+(\S+)\s+(\S+)\s+IF\s+NODE\s+(\S+)\s+(BELOW|ABOVE)\s+([-+\d.eE]+)", re.I)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One line of ``[CONTROLS]``: ``LINK PU1 1.0 IF NODE T1 BELOW 4.0``."""
+
+    link: str
+    on: bool
+    tank: str
+    below: bool
+    level: float
+
+
+@dataclass
+class Attack:
+    """One attack, in plant hours from the start of the test file (``end`` excluded).
+
+    kind: ``thresholds`` (the PLC's levels for ``target``'s tank shifted by ``value`` m),
+    ``plc_input`` (the PLC reads ``target`` tank as ``value`` m, or with ``offset`` added),
+    ``actuator`` (link ``target`` forced to status ``value``; a pump's speed when 0 < value < 1).
+    ``conceal``: SCADA signals replayed from ``lag`` hours earlier while the attack lasts."""
+
+    kind: str
+    target: str
+    start: int
+    end: int
+    value: float
+    offset: bool = False
+    conceal: list[str] = field(default_factory=list)
+    lag: int = 0
+
+
+def read_rules(inp: Path) -> list[Rule]:
+    rules, section = [], ""
+    for line in inp.read_text(errors="replace").splitlines():
+        text = line.split(";", 1)[0].strip()
+        if text.startswith("["):
+            section = text.upper()
+            continue
+        match = RULE.match(text) if section == "[CONTROLS]" else None
+        if match:
+            link, status, tank, rel, level = match.groups()
+            on = status.lower() == "open" or (status.lower() != "closed" and float(status) > 0)
+            rules.append(Rule(link, on, tank, rel.upper() == "BELOW", float(level)))
+    if not rules:
+        raise SystemExit(f"{inp}: no [CONTROLS] lines of the form LINK x s IF NODE tank BELOW|ABOVE v")
+    return rules
+
+
+class Plant:
+    """The network in EPANET without its own controls (the PLCs here run them), with a year of
+    seeded demand multipliers per pattern."""
+
+    def __init__(
+        self,
+        inp: Path,
+        hours: int,
+        seed: int,
+        workdir: Path,
+        levels: dict[tuple[str, bool], float] | None = None,
+    ) -> None:
+        import wntr  # imported here: only this benchmark needs it
+
+        # ``levels``: (link, below) -> a level to use instead of the file's (see main's --level)
+        self.rules = [
+            replace(r, level=(levels or {}).get((r.link, r.below), r.level)) for r in read_rules(inp)
+        ]
+        wn = wntr.network.WaterNetworkModel(str(inp))
+        for name in list(wn.control_name_list):
+            wn.remove_control(name)
+        rng = np.random.default_rng(seed)
+        total = hours + WARMUP_H + 24
+        wn.options.time.duration = total * HOUR
+        wn.options.time.hydraulic_timestep = STEP_S
+        wn.options.time.pattern_timestep = HOUR
+        wn.options.time.report_timestep = HOUR
+        for name in wn.pattern_name_list:
+            wn.get_pattern(name).multipliers = _noisy(wn.get_pattern(name).multipliers, total, rng)
+        self.tanks = sorted(wn.tank_name_list, key=_natural)
+        self.pumps = sorted(wn.pump_name_list, key=_natural)
+        controlled = {r.link for r in self.rules}
+        self.valves = sorted((v for v in wn.valve_name_list if v in controlled), key=_natural)
+        names = set(wn.junction_name_list)
+        if set(CTOWN_PRESSURES) <= names:
+            self.pressures = list(CTOWN_PRESSURES)
+        else:
+            ends = [
+                n
+                for link in self.pumps + self.valves
+                for n in (wn.get_link(link).start_node_name, wn.get_link(link).end_node_name)
+            ]
+            self.pressures = sorted({n for n in ends if n in names}, key=_natural)
+        self.inp = workdir / "plant.inp"
+        wntr.network.write_inpfile(wn, str(self.inp))
+        self.hours = hours
+
+    def signals(self) -> list[str]:
+        cols = [f"L_{t}" for t in self.tanks]
+        for link in self.pumps + self.valves:
+            cols += [f"F_{link}", f"S_{link}"]
+        return cols + [f"P_{j}" for j in self.pressures]
+
+
+def _noisy(base: Sequence[float], hours: int, rng: np.random.Generator) -> list[float]:
+    """The pattern repeated over ``hours`` with a slow seasonal swing, day-to-day drift (AR(1))
+    and hourly noise, as a demand that is never the same twice."""
+    base = np.asarray(base, dtype=float) if len(base) else np.ones(24)
+    h = np.arange(hours)
+    season = 1 + 0.08 * np.sin(2 * np.pi * (h / 8760.0 + rng.uniform()))
+    days = hours // 24 + 1
+    daily = np.empty(days)
+    daily[0] = rng.normal(0, 0.05)
+    for d in range(1, days):
+        daily[d] = 0.8 * daily[d - 1] + rng.normal(0, 0.03)
+    hourly = rng.normal(0, 0.04, hours)
+    return list(np.clip(base[h % len(base)] * season * (1 + daily[h // 24] + hourly), 0, None))
+
+
+def simulate(plant: Plant, attacks: Sequence[Attack], workdir: Path) -> np.ndarray:
+    """One row of SCADA readings per plant hour (after the warm-up), attacks applied."""
+    from wntr.epanet.toolkit import ENepanet
+    from wntr.epanet.util import EN
+
+    # a drained tank gives negative pressures downstream: EPANET warns every step, and that is
+    # the attack's effect, not a fault of the run
+    logging.getLogger("wntr.epanet.toolkit").setLevel(logging.ERROR)
+    en = ENepanet()
+    en.ENopen(str(plant.inp), str(workdir / "plant.rpt"), str(workdir / "plant.bin"))
+    node = {n: en.ENgetnodeindex(n) for n in plant.tanks + plant.pressures}
+    link = {n: en.ENgetlinkindex(n) for n in plant.pumps + plant.valves}
+    status = {n: en.ENgetlinkvalue(link[n], EN.INITSTATUS) > 0 for n in link}
+    forced: dict[str, float] = {}
+    rows: list[list[float]] = []
+    history: list[np.ndarray] = []  # the true hourly readings, for replays
+    cols = plant.signals()
+    en.ENopenH()
+    en.ENinitH(0)
+    try:
+        while True:
+            t = int(en.ENrunH())
+            hour = t // HOUR - WARMUP_H
+            active = [a for a in attacks if a.start <= hour < a.end]
+            if t % HOUR == 0 and 0 <= hour < plant.hours:
+                if hour != len(history):  # EPANET lands a step on every pattern hour
+                    raise RuntimeError(f"{plant.inp}: no hydraulic step at plant hour {len(history)}")
+                true = _read(en, EN, plant, node, link)
+                history.append(true)
+                shown = true.copy()
+                for a in active:
+                    for sig in a.conceal:
+                        i = cols.index(sig)
+                        shown[i] = history[hour - a.lag][i] if hour - a.lag >= 0 else true[i]
+                rows.append(list(shown))
+            seen = {tank: _level(en, EN, node[tank]) for tank in plant.tanks}
+            levels = {(r.link, r.tank, r.below): r.level for r in plant.rules}
+            forced.clear()
+            for a in active:
+                if a.kind == "plc_input":
+                    seen[a.target] = seen[a.target] + a.value if a.offset else a.value
+                elif a.kind == "thresholds":
+                    for key in levels:
+                        if key[1] == a.target:
+                            levels[key] += a.value
+                elif a.kind == "actuator":
+                    forced[a.target] = a.value
+            for r in plant.rules:  # EPANET's semantics: a rule whose condition holds sets the link
+                lvl = levels[(r.link, r.tank, r.below)]
+                if (seen[r.tank] < lvl) if r.below else (seen[r.tank] > lvl):
+                    status[r.link] = r.on
+            for name, idx in link.items():
+                want = forced.get(name, float(status[name]))
+                if 0 < want < 1:  # a pump slowed: running at a fraction of its speed
+                    en.ENsetlinkvalue(idx, EN.SETTING, want)
+                else:
+                    en.ENsetlinkvalue(idx, EN.STATUS, float(want >= 1))
+                    if want >= 1 and name in plant.pumps:
+                        en.ENsetlinkvalue(idx, EN.SETTING, 1.0)
+            if en.ENnextH() <= 0 or len(rows) >= plant.hours:
+                break
+    finally:
+        en.ENcloseH()
+        en.ENclose()
+    return np.asarray(rows)
+
+
+def _read(en: object, EN: object, plant: Plant, node: dict[str, int], link: dict[str, int]) -> np.ndarray:
+    get_n, get_l = en.ENgetnodevalue, en.ENgetlinkvalue  # type: ignore[attr-defined]
+    vals = [_level(en, EN, node[t]) for t in plant.tanks]
+    for name in plant.pumps + plant.valves:
+        flow = get_l(link[name], EN.FLOW)  # type: ignore[attr-defined]
+        on = get_l(link[name], EN.STATUS) > 0 and abs(flow) > 1e-6  # type: ignore[attr-defined]
+        vals += [flow if on else 0.0, float(on)]
+    vals += [get_n(node[j], EN.PRESSURE) for j in plant.pressures]  # type: ignore[attr-defined]
+    return np.asarray(vals, dtype=float)
+
+
+def _level(en: object, EN: object, idx: int) -> float:
+    """A tank's water level (head over its bottom: EPANET's tank "pressure" is in psi in US units)."""
+    get = en.ENgetnodevalue  # type: ignore[attr-defined]
+    return float(get(idx, EN.HEAD) - get(idx, EN.ELEVATION))  # type: ignore[attr-defined]
+
+
+def random_attacks(plant: Plant, seed: int, count: int = 7) -> list[Attack]:
+    """``count`` attacks (fewer in a short file) of BATADAL's kinds at seeded times, targets and
+    strengths, 24-120 hours each, at least 100 hours apart, none in the first 150 hours."""
+    rng = np.random.default_rng(10_000 + seed)
+    tanks = sorted({r.tank for r in plant.rules}, key=_natural)
+    pumps = [p for p in plant.pumps]
+    span = plant.hours - 150
+    count = max(1, min(count, span // 250))
+    slot = span // count
+    attacks = []
+    for k in range(count):
+        length = int(rng.integers(24, 121))
+        start = 150 + k * slot + int(rng.integers(0, max(1, slot - length - 100)))
+        kind = str(rng.choice(["thresholds", "plc_input", "actuator"]))
+        if kind == "actuator":
+            target = str(rng.choice(pumps + plant.valves))
+            value = float(rng.choice([0.0, 1.0, round(float(rng.uniform(0.6, 0.9)), 2)]))
+            related = [target]
+        else:
+            target = str(rng.choice(tanks))
+            if kind == "thresholds":
+                value = round(float(rng.choice([-1, 1]) * rng.uniform(0.5, 1.5)), 2)
+                offset = False
+            else:
+                offset = bool(rng.integers(0, 2))
+                top = max(r.level for r in plant.rules if r.tank == target)
+                value = (
+                    round(float(rng.choice([-1, 1]) * rng.uniform(0.5, 2.0)), 2)
+                    if offset
+                    else round(float(rng.choice([0.0, top + 0.5])) + float(rng.uniform(0, 0.3)), 2)
+                )
+            related = [target, *sorted({r.link for r in plant.rules if r.tank == target})]
+        signals = plant.signals()
+        conceal = []
+        if rng.uniform() < 0.6:  # hidden: the attacked tank and links replayed from days before
+            conceal = [s for s in signals if s.split("_", 1)[1] in related and not s.startswith("P_")]
+        attack = Attack(
+            kind,
+            target,
+            start,
+            start + length,
+            value,
+            kind == "plc_input" and offset,
+            conceal,
+            int(rng.integers(1, 8)) * 24 if conceal else 0,
+        )
+        attacks.append(attack)
+    return attacks
+
+
+def write_csv(
+    path: Path, plant: Plant, rows: np.ndarray, attacks: Sequence[Attack], first: dt.datetime
+) -> None:
+    label = np.zeros(len(rows), dtype=int)
+    for a in attacks:
+        label[a.start : a.end] = 1
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["DATETIME", *plant.signals(), "ATT_FLAG"])
+        for i, row in enumerate(rows):
+            stamp = (first + dt.timedelta(hours=i)).strftime("%d/%m/%y %H")
+            out.writerow([stamp, *(f"{v:.6g}" for v in row), int(label[i])])
+
+
+def write_windows(path: Path, attacks: Sequence[Attack], first: dt.datetime) -> None:
+    with path.open("w", newline="") as fh:
+        fh.write("# generated by benchmarks/water_attacks.py; whole windows, inclusive\n")
+        out = csv.writer(fh)
+        out.writerow(["start", "end"])
+        for a in attacks:
+            out.writerow(
+                [(first + dt.timedelta(hours=h)).strftime("%d/%m/%y %H") for h in (a.start, a.end - 1)]
+            )
+
+
+def generate(
+    inp: Path,
+    out: Path,
+    seeds: Sequence[int],
+    train_hours: int,
+    test_hours: int,
+    levels: dict[tuple[str, bool], float] | None = None,
+) -> None:
+    from rich.progress import Progress
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, Progress() as bar:
+        work = Path(tmp)
+        task = bar.add_task("simulating", total=len(seeds) + (0 if (out / "train.csv").exists() else 1))
+        if not (out / "train.csv").exists():
+            plant = Plant(inp, train_hours, 0, work, levels)
+            write_csv(out / "train.csv", plant, simulate(plant, [], work), [], dt.datetime(2017, 1, 1))
+            bar.advance(task)
+        for seed in seeds:
+            plant = Plant(inp, test_hours, seed, work, levels)
+            attacks = random_attacks(plant, seed)
+            first = dt.datetime(2018, 1, 1)
+            write_csv(out / f"test_{seed}.csv", plant, simulate(plant, attacks, work), attacks, first)
+            write_windows(out / f"test_{seed}_attacks.csv", attacks, first)
+            (out / f"test_{seed}_attacks.json").write_text(json.dumps([asdict(a) for a in attacks], indent=1))
+            bar.advance(task)
+
+
+def evaluate(folder: Path, seeds: Sequence[int], extra: Sequence[str]) -> None:
+    keys = ("batadal_s", "f1", "precision", "recall", "etapr_f1")
+    table = []
+    for seed in seeds:
+        test = folder / f"test_{seed}.csv"
+        cmd = [
+            sys.executable,
+            "-c",
+            "from interlock.cli import main; main()",
+            "eval",
+            "process",
+            str(folder / "train.csv"),
+            str(test),
+            "--label",
+            "ATT_FLAG",
+            "--windows",
+            str(folder / f"test_{seed}_attacks.csv"),
+            "--json",
+            *extra,
+        ]
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        ttd = [a.get("time_to_detect") for a in res.get("attacks", [])]
+        table.append([res.get(k) for k in keys])
+        print(
+            f"seed {seed}: " + "  ".join(f"{k} {res.get(k, float('nan')):.3f}" for k in keys) + f"  ttd {ttd}"
+        )
+    mean = np.nanmean(np.asarray(table, dtype=float), axis=0)
+    print("mean:    " + "  ".join(f"{k} {m:.3f}" for k, m in zip(keys, mean, strict=True)))
+
+
+def _natural(name: str) -> list[str | int]:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    gen = sub.add_parser("generate")
+    gen.add_argument("--inp", type=Path, required=True)
+    gen.add_argument("--out", type=Path, required=True)
+    gen.add_argument("--seeds", default="1-5")
+    gen.add_argument("--train-hours", type=int, default=8760)
+    gen.add_argument("--test-hours", type=int, default=2089)
+    gen.add_argument(
+        "--level",
+        action="append",
+        default=[],
+        metavar="LINK:BELOW|ABOVE=M",
+        help="a PLC level other than the file's: DHALSIM's C-Town stops PU8 ABOVE 4.5 m, T5's top, which "
+        "the level never passes; BATADAL's data shows PU8 stopping near 4.0 m (PU8:ABOVE=4)",
+    )
+    ev = sub.add_parser("evaluate")
+    ev.add_argument("folder", type=Path)
+    ev.add_argument("--seeds", default="1-5")
+    ev.add_argument("extra", nargs="*")
+    args = parser.parse_args(argv)
+    if args.cmd == "generate":
+        levels = {}
+        for text in args.level:
+            name, _, rest = text.partition(":")
+            rel, _, value = rest.partition("=")
+            levels[(name, rel.upper() == "BELOW")] = float(value)
+        generate(args.inp, args.out, _seeds(args.seeds), args.train_hours, args.test_hours, levels)
+    else:
+        evaluate(args.folder, _seeds(args.seeds), args.extra)
+
+
+if __name__ == "__main__":
+    main()
