@@ -30,7 +30,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -173,8 +173,12 @@ def _noisy(base: Sequence[float], hours: int, rng: np.random.Generator) -> list[
     return list(np.clip(base[h % len(base)] * season * (1 + daily[h // 24] + hourly), 0, None))
 
 
-def simulate(plant: Plant, attacks: Sequence[Attack], workdir: Path) -> np.ndarray:
-    """One row of SCADA readings per plant hour (after the warm-up), attacks applied."""
+def simulate(
+    plant: Plant, attacks: Sequence[Attack], workdir: Path, until: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One row of SCADA readings per plant hour (after the warm-up), attacks applied, and the
+    true readings beside them; ``until``: stop after that many hours."""
+    hours = plant.hours if until is None else min(until, plant.hours)
     from wntr.epanet.toolkit import ENepanet
     from wntr.epanet.util import EN
 
@@ -197,7 +201,7 @@ def simulate(plant: Plant, attacks: Sequence[Attack], workdir: Path) -> np.ndarr
             t = int(en.ENrunH())
             hour = t // HOUR - WARMUP_H
             active = [a for a in attacks if a.start <= hour < a.end]
-            if t % HOUR == 0 and 0 <= hour < plant.hours:
+            if t % HOUR == 0 and 0 <= hour < hours:
                 if hour != len(history):  # EPANET lands a step on every pattern hour
                     raise RuntimeError(f"{plant.inp}: no hydraulic step at plant hour {len(history)}")
                 true = _read(en, EN, plant, node, link)
@@ -232,12 +236,12 @@ def simulate(plant: Plant, attacks: Sequence[Attack], workdir: Path) -> np.ndarr
                     en.ENsetlinkvalue(idx, EN.STATUS, float(want >= 1))
                     if want >= 1 and name in plant.pumps:
                         en.ENsetlinkvalue(idx, EN.SETTING, 1.0)
-            if en.ENnextH() <= 0 or len(rows) >= plant.hours:
+            if en.ENnextH() <= 0 or len(rows) >= hours:
                 break
     finally:
         en.ENcloseH()
         en.ENclose()
-    return np.asarray(rows)
+    return np.asarray(rows), np.asarray(history)
 
 
 def _read(en: object, EN: object, plant: Plant, node: dict[str, int], link: dict[str, int]) -> np.ndarray:
@@ -257,54 +261,71 @@ def _level(en: object, EN: object, idx: int) -> float:
     return float(get(idx, EN.HEAD) - get(idx, EN.ELEVATION))  # type: ignore[attr-defined]
 
 
-def random_attacks(plant: Plant, seed: int, count: int = 7) -> list[Attack]:
+def random_attacks(
+    plant: Plant, seed: int, count: int = 7, effective: Callable[[Attack], bool] | None = None
+) -> list[Attack]:
     """``count`` attacks (fewer in a short file) of BATADAL's kinds at seeded times, targets and
-    strengths, 24-120 hours each, at least 100 hours apart, none in the first 150 hours."""
+    strengths, 24-120 hours each, at least 100 hours apart, none in the first 150 hours. With
+    ``effective``, each is drawn again (up to 30 times) until it moves the plant: forcing on a pump
+    that runs anyway is no attack a detector could be asked to find."""
     rng = np.random.default_rng(10_000 + seed)
-    tanks = sorted({r.tank for r in plant.rules}, key=_natural)
-    pumps = [p for p in plant.pumps]
     span = plant.hours - 150
     count = max(1, min(count, span // 250))
     slot = span // count
     attacks = []
     for k in range(count):
-        length = int(rng.integers(24, 121))
-        start = 150 + k * slot + int(rng.integers(0, max(1, slot - length - 100)))
-        kind = str(rng.choice(["thresholds", "plc_input", "actuator"]))
-        if kind == "actuator":
-            target = str(rng.choice(pumps + plant.valves))
-            value = float(rng.choice([0.0, 1.0, round(float(rng.uniform(0.6, 0.9)), 2)]))
-            related = [target]
-        else:
-            target = str(rng.choice(tanks))
-            if kind == "thresholds":
-                value = round(float(rng.choice([-1, 1]) * rng.uniform(0.5, 1.5)), 2)
-                offset = False
-            else:
-                offset = bool(rng.integers(0, 2))
-                top = max(r.level for r in plant.rules if r.tank == target)
-                value = (
-                    round(float(rng.choice([-1, 1]) * rng.uniform(0.5, 2.0)), 2)
-                    if offset
-                    else round(float(rng.choice([0.0, top + 0.5])) + float(rng.uniform(0, 0.3)), 2)
-                )
-            related = [target, *sorted({r.link for r in plant.rules if r.tank == target})]
-        signals = plant.signals()
-        conceal = []
-        if rng.uniform() < 0.6:  # hidden: the attacked tank and links replayed from days before
-            conceal = [s for s in signals if s.split("_", 1)[1] in related and not s.startswith("P_")]
-        attack = Attack(
-            kind,
-            target,
-            start,
-            start + length,
-            value,
-            kind == "plc_input" and offset,
-            conceal,
-            int(rng.integers(1, 8)) * 24 if conceal else 0,
-        )
+        for _ in range(30):
+            attack = _draw(plant, rng, 150 + k * slot, slot)
+            if effective is None or effective(attack):
+                break
         attacks.append(attack)
     return attacks
+
+
+def _draw(plant: Plant, rng: np.random.Generator, first: int, slot: int) -> Attack:
+    tanks = sorted({r.tank for r in plant.rules}, key=_natural)
+    length = int(rng.integers(24, 121))
+    start = first + int(rng.integers(0, max(1, slot - length - 100)))
+    kind = str(rng.choice(["thresholds", "plc_input", "actuator"]))
+    offset = False
+    if kind == "actuator":
+        target = str(rng.choice(plant.pumps + plant.valves))
+        value = float(rng.choice([0.0, 1.0, round(float(rng.uniform(0.6, 0.9)), 2)]))
+        related = [target]
+    else:
+        target = str(rng.choice(tanks))
+        if kind == "thresholds":
+            value = round(float(rng.choice([-1, 1]) * rng.uniform(0.5, 1.5)), 2)
+        else:
+            offset = bool(rng.integers(0, 2))
+            top = max(r.level for r in plant.rules if r.tank == target)
+            if offset:
+                value = round(float(rng.choice([-1, 1]) * rng.uniform(0.5, 2.0)), 2)
+            else:  # the tank shown empty, or full
+                value = round(float(rng.choice([0.0, top + 0.5])) + float(rng.uniform(0, 0.3)), 2)
+        related = [target, *sorted({r.link for r in plant.rules if r.tank == target})]
+    conceal: list[str] = []
+    if rng.uniform() < 0.6:  # hidden: the attacked tank and links replayed from days before
+        conceal = [s for s in plant.signals() if s.split("_", 1)[1] in related and not s.startswith("P_")]
+    lag = int(rng.integers(1, 8)) * 24 if conceal else 0
+    return Attack(kind, target, start, start + length, value, offset, conceal, lag)
+
+
+def moved(plant: Plant, normal: np.ndarray, attacked: np.ndarray, attack: Attack) -> bool:
+    """Whether ``attack`` moved the plant (true readings, not the SCADA's): a tank 0.5 m off its
+    course, or a link switched or a flow 5 L/s off for 6 hours or more, in the attack and the 12
+    hours after it."""
+    rows = slice(attack.start, min(attack.end + 12, len(normal), len(attacked)))
+    a, b = normal[rows], attacked[rows]
+    cols = plant.signals()
+    level = [i for i, c in enumerate(cols) if c.startswith("L_")]
+    state = [i for i, c in enumerate(cols) if c.startswith("S_")]
+    flow = [i for i, c in enumerate(cols) if c.startswith("F_")]
+    if np.abs(a[:, level] - b[:, level]).max(initial=0) >= 0.5:
+        return True
+    switched = (a[:, state] != b[:, state]).any(axis=1).sum()
+    slowed = (np.abs(a[:, flow] - b[:, flow]) > 5).any(axis=1).sum()
+    return bool(switched >= 6 or slowed >= 6)
 
 
 def write_csv(
@@ -348,13 +369,18 @@ def generate(
         task = bar.add_task("simulating", total=len(seeds) + (0 if (out / "train.csv").exists() else 1))
         if not (out / "train.csv").exists():
             plant = Plant(inp, train_hours, 0, work, levels)
-            write_csv(out / "train.csv", plant, simulate(plant, [], work), [], dt.datetime(2017, 1, 1))
+            write_csv(out / "train.csv", plant, simulate(plant, [], work)[0], [], dt.datetime(2017, 1, 1))
             bar.advance(task)
         for seed in seeds:
             plant = Plant(inp, test_hours, seed, work, levels)
-            attacks = random_attacks(plant, seed)
+            normal = simulate(plant, [], work)[1]
+
+            def effective(attack: Attack, plant: Plant = plant, normal: np.ndarray = normal) -> bool:
+                return moved(plant, normal, simulate(plant, [attack], work, attack.end + 12)[1], attack)
+
+            attacks = random_attacks(plant, seed, effective=effective)
             first = dt.datetime(2018, 1, 1)
-            write_csv(out / f"test_{seed}.csv", plant, simulate(plant, attacks, work), attacks, first)
+            write_csv(out / f"test_{seed}.csv", plant, simulate(plant, attacks, work)[0], attacks, first)
             write_windows(out / f"test_{seed}_attacks.csv", attacks, first)
             (out / f"test_{seed}_attacks.json").write_text(json.dumps([asdict(a) for a in attacks], indent=1))
             bar.advance(task)

@@ -36,7 +36,7 @@ def water() -> ModuleType:
 
 def run(water: ModuleType, tmp_path: Path, attacks: list, hours: int = 300, seed: int = 1) -> tuple:
     plant = water.Plant(NET1, hours, seed, tmp_path)
-    rows = water.simulate(plant, attacks, tmp_path)
+    rows, _ = water.simulate(plant, attacks, tmp_path)
     cols = plant.signals()
     return plant, rows, {c: rows[:, i] for i, c in enumerate(cols)}
 
@@ -109,6 +109,19 @@ def test_seeds_give_different_demands_and_attacks(water: ModuleType, tmp_path: P
     _, _, s1 = run(water, tmp_path, [], 100, seed=1)
     _, _, s2 = run(water, tmp_path, [], 100, seed=2)
     assert not np.allclose(s1["P_10"], s2["P_10"])
+
+
+def test_only_attacks_that_move_the_plant_are_kept(water: ModuleType, tmp_path: Path) -> None:
+    plant = water.Plant(NET1, 400, 1, tmp_path)
+    _, normal = water.simulate(plant, [], tmp_path)
+    drained = water.Attack("plc_input", "2", 50, 150, 145.0)
+    _, true = water.simulate(plant, [drained], tmp_path)
+    assert water.moved(plant, normal, true, drained)
+    idle = water.Attack("thresholds", "2", 50, 150, 0.0)  # the PLC's own levels: nothing changes
+    _, same = water.simulate(plant, [idle], tmp_path)
+    assert not water.moved(plant, normal, same, idle)
+    drawn = water.random_attacks(plant, 1, count=1, effective=lambda a: a.kind == "actuator")
+    assert drawn[0].kind == "actuator"  # redrawn until the check passed
 
 
 def test_the_files_read_back_with_their_windows(water: ModuleType, tmp_path: Path) -> None:
