@@ -16,7 +16,7 @@ whose ``[CONTROLS]`` switch links on tank levels works (the tests use wntr's Net
 with its demands is DHALSIM's ``examples/ctown_topology/ctown_map.inp`` (MIT), not shipped here.
 
     python benchmarks/water_attacks.py generate --inp ctown_map.inp --out DIR --seeds 1-5
-    python benchmarks/water_attacks.py evaluate DIR [--seeds 1-5] [-- extra eval options]
+    python benchmarks/water_attacks.py evaluate DIR [--seeds 1-5] [-- interlock eval process options]
 """
 
 from __future__ import annotations
@@ -448,8 +448,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ev = sub.add_parser("evaluate")
     ev.add_argument("folder", type=Path)
     ev.add_argument("--seeds", default="1-5")
-    ev.add_argument("extra", nargs="*")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # evaluate: the rest goes to interlock eval process
+    extra = [e for e in extra if e != "--"]
+    if extra and args.cmd != "evaluate":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "generate":
         levels = {}
         for text in args.level:
@@ -458,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             levels[(name, rel.upper() == "BELOW")] = float(value)
         generate(args.inp, args.out, _seeds(args.seeds), args.train_hours, args.test_hours, levels)
     else:
-        evaluate(args.folder, _seeds(args.seeds), args.extra)
+        evaluate(args.folder, _seeds(args.seeds), extra)
 
 
 if __name__ == "__main__":

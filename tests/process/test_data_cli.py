@@ -155,7 +155,8 @@ def test_windows_score_a_test_file_without_the_label_column(tmp_path: Path) -> N
 
 def test_batadal_competition_test_set_the_unseen_attacks() -> None:
     """The organisers' own test file (attacks 8-14; no label column, the windows published after
-    the competition): the figures docs/process-detection.md gives for unseen attacks. Not in
+    the competition): the figures docs/process-detection.md gives for it (no longer unseen: see
+    its "Fresh attacks" section). Not in
     ../shared yet (X-WDS/X-WDS keeps a copy as data/test_dataset.csv); skipped until it is."""
     train = shared("batadal/BATADAL_dataset03.csv")
     test = shared("batadal/BATADAL_test_dataset.csv")
@@ -166,12 +167,12 @@ def test_batadal_competition_test_set_the_unseen_attacks() -> None:
     out = json.loads(result.stdout)
     assert [a["time_to_detect"] for a in out["attacks"]] == [2, 0, 0, 0, 0, 0, 8]
     assert out["merge_gap"] == 6
-    assert out["f1"] == pytest.approx(0.939, abs=5e-4)
-    assert out["batadal_s"] == pytest.approx(0.960, abs=5e-4)
+    assert out["f1"] == pytest.approx(0.931, abs=5e-4)
+    assert out["batadal_s"] == pytest.approx(0.959, abs=5e-4)
     # Each row's own alarm (the tenth session's figures).
     result = CliRunner().invoke(main, [*args, "--json", "--merge-gap", "0"])
     out = json.loads(result.stdout)
-    assert out["f1"] == pytest.approx(0.910, abs=5e-4)
+    assert out["f1"] == pytest.approx(0.909, abs=5e-4)
     assert out["batadal_s"] == pytest.approx(0.946, abs=5e-4)
 
 
@@ -200,10 +201,10 @@ def test_eval_on_batadal_prints_the_metrics(tmp_path: Path) -> None:
     assert {"f1", "precision", "recall", "etapr_f1", "detector"} <= set(out)
     # The figures published in docs/process-detection.md for the default detector.
     assert out["merge_gap"] == 6
-    assert out["f1"] == pytest.approx(0.926, abs=5e-4)
+    assert out["f1"] == pytest.approx(0.924, abs=5e-4)
     assert out["batadal_s"] == pytest.approx(0.989, abs=5e-4)
-    assert out["etapr_f1"] == pytest.approx(0.740, abs=5e-4)
-    assert out["vus_pr"] == pytest.approx(0.890, abs=5e-4)
+    assert out["etapr_f1"] == pytest.approx(0.731, abs=5e-4)
+    assert out["vus_pr"] == pytest.approx(0.888, abs=5e-4)
     lines = preds.read_text().splitlines()
     assert lines[0] == "timestamp,score,alarm,live" and len(lines) == 4177 + 1
     assert lines[1].startswith("04/07/16 00,")
@@ -213,10 +214,10 @@ def test_eval_on_batadal_prints_the_metrics(tmp_path: Path) -> None:
     assert written[:, 0].sum() == round(out["recall"] * 492 + out["false_alarm_rate"] * (4177 - 492))
     assert (written[:, 0] >= written[:, 1]).all() and written[:, 0].sum() > written[:, 1].sum()
     assert [a["time_to_detect"] for a in out["attacks"]] == [0, 0, 0, 1, 0, 4, 0]
-    # Each row's own alarm: the tenth session's figures, fewer rows alarmed.
+    # Each row's own alarm: fewer rows alarmed.
     result = CliRunner().invoke(main, [*args_of(train, test, windows), "--json", "--merge-gap", "0"])
     raw = json.loads(result.stdout)
-    assert raw["f1"] == pytest.approx(0.914, abs=5e-4)
+    assert raw["f1"] == pytest.approx(0.910, abs=5e-4)
     assert raw["batadal_s"] == pytest.approx(0.980, abs=5e-4)
     assert raw["recall"] < out["recall"]
     result = CliRunner().invoke(main, [*args_of(train, test, windows), "--merge-gap", "-1"])

@@ -26,6 +26,7 @@ _CLASSES = {
     "BalanceDetector": ("balance", "balance"),
     "ControlDetector": ("control", "control"),
     "FrozenDetector": ("frozen", "frozen"),
+    "LimitsDetector": ("limits", "limits"),
     "InnovationDetector": ("innovation", "innovation"),
     "EnsembleDetector": ("ensemble", "ensemble"),
 }
@@ -69,6 +70,7 @@ __all__ = [
     "InnovationDetector",
     "InvariantDetector",
     "IsolationForestDetector",
+    "LimitsDetector",
     "NotFittedError",
     "PCADetector",
     "ProcessDetector",

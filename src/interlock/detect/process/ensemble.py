@@ -49,6 +49,7 @@ class EnsembleDetector(ProcessDetector):
         self,
         members: str = (
             "replay+cva(ewma=0.2,keep_raw=1,restart=2,forget=1)+control+frozen+innovation(excise=1,confirm=2)"
+            "+limits"
         ),
         quantile: float = 0.99,
         smooth: int = 1,
