@@ -44,7 +44,8 @@ def test_a_mode_has_its_own_ranges() -> None:
     x[off, 1] = 30.0  # a flow while the pump is off: within the flow's range, not in this mode
     flagged = np.flatnonzero(det.predict(Frame(("L_T", "F_P", "S_P"), x)))
     np.testing.assert_array_equal(flagged, off)
-    assert not LimitsDetector(modes=False).fit(pumped_tank(8000, 0)).predict(Frame(("L_T", "F_P", "S_P"), x)).any()
+    plain = LimitsDetector(modes=False).fit(pumped_tank(8000, 0))
+    assert not plain.predict(Frame(("L_T", "F_P", "S_P"), x)).any()
 
 
 def test_resolution_and_never_moving_tags() -> None:

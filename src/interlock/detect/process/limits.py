@@ -53,7 +53,8 @@ class LimitsDetector(ProcessDetector):
 
     def _fit(self, x: FloatArray) -> None:
         if self.margin < 0 or self.folds < 0 or self.folds == 1:
-            raise ValueError(f"limits: margin must be >= 0 and folds 0 or >= 2, not {self.margin}, {self.folds}")
+            got = f"{self.margin}, {self.folds}"
+            raise ValueError(f"limits: margin must be >= 0 and folds 0 or >= 2, not {got}")
         steps = _steps(x)
         self.envelopes_ = [self._envelope(x, steps, -1, 0.0)]
         if self.modes:
