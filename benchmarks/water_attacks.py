@@ -17,6 +17,7 @@ with its demands is DHALSIM's ``examples/ctown_topology/ctown_map.inp`` (MIT), n
 
     python benchmarks/water_attacks.py generate --inp ctown_map.inp --out DIR --seeds 1-5
     python benchmarks/water_attacks.py evaluate DIR [--seeds 1-5] [-- interlock eval process options]
+    python benchmarks/water_attacks.py onsets DIR --inp ctown_map.inp --seeds 1-5  # first physical trace
 """
 
 from __future__ import annotations
@@ -390,6 +391,41 @@ def generate(
             bar.advance(task)
 
 
+def onsets(
+    inp: Path, folder: Path, seeds: Sequence[int], levels: dict[tuple[str, bool], float] | None
+) -> None:
+    """When each attack of ``folder``'s test files first shows in the plant: the first hour whose
+    true readings differ from the same seed run without it (a tank 0.05 m, a link's state, a flow
+    1 L/s). Hours before that hold no physical trace; only a replay shown to the SCADA can give
+    such an attack away earlier."""
+    before = total = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for seed in seeds:
+            attacks = [Attack(**a) for a in json.loads((folder / f"test_{seed}_attacks.json").read_text())]
+            plant = Plant(inp, max(a.end for a in attacks), seed, work, levels)
+            normal = simulate(plant, [], work)[1]
+            cols = plant.signals()
+            tol = np.array(
+                [
+                    0.05 if c[0] == "L" else 0.5 if c[0] == "S" else 1.0 if c[0] == "F" else np.inf
+                    for c in cols
+                ]
+            )
+            found = []
+            for a in attacks:
+                true = simulate(plant, [a], work, a.end)[1]
+                differs = np.flatnonzero(
+                    (np.abs(true[a.start : a.end] - normal[a.start : a.end]) >= tol).any(axis=1)
+                )
+                onset = int(differs[0]) if differs.size else a.end - a.start
+                found.append(onset)
+                before += onset
+                total += a.end - a.start
+            print(f"seed {seed}: hours from each attack's start to its first trace in the plant {found}")
+    print(f"{before} of {total} attack hours ({before / total:.1%}) come before any trace in the plant")
+
+
 def evaluate(folder: Path, seeds: Sequence[int], extra: Sequence[str]) -> None:
     keys = ("batadal_s", "f1", "precision", "recall", "etapr_f1")
     table = []
@@ -449,6 +485,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a PLC level other than the file's: DHALSIM's C-Town stops PU8 ABOVE 4.5 m, T5's top, which "
         "the level never passes; BATADAL's data shows PU8 stopping near 4.0 m (PU8:ABOVE=4)",
     )
+    on = sub.add_parser("onsets")
+    on.add_argument("folder", type=Path)
+    on.add_argument("--inp", type=Path, required=True)
+    on.add_argument("--seeds", default="1-5")
+    on.add_argument("--level", action="append", default=[], metavar="LINK:BELOW|ABOVE=M")
     ev = sub.add_parser("evaluate")
     ev.add_argument("folder", type=Path)
     ev.add_argument("--seeds", default="1-5")
@@ -456,13 +497,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     extra = [e for e in extra if e != "--"]
     if extra and args.cmd != "evaluate":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    levels = {}
+    for text in getattr(args, "level", []):
+        name, _, rest = text.partition(":")
+        rel, _, value = rest.partition("=")
+        levels[(name, rel.upper() == "BELOW")] = float(value)
     if args.cmd == "generate":
-        levels = {}
-        for text in args.level:
-            name, _, rest = text.partition(":")
-            rel, _, value = rest.partition("=")
-            levels[(name, rel.upper() == "BELOW")] = float(value)
         generate(args.inp, args.out, _seeds(args.seeds), args.train_hours, args.test_hours, levels)
+    elif args.cmd == "onsets":
+        onsets(args.inp, args.folder, _seeds(args.seeds), levels)
     else:
         evaluate(args.folder, _seeds(args.seeds), extra)
 

@@ -124,6 +124,18 @@ def test_only_attacks_that_move_the_plant_are_kept(water: ModuleType, tmp_path: 
     assert drawn[0].kind == "actuator"  # redrawn until the check passed
 
 
+def test_onsets_find_the_first_hour_the_plant_differs(water: ModuleType, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "files"
+    water.generate(NET1, out, [5], train_hours=300, test_hours=700)
+    water.onsets(NET1, out, [5], None)
+    text = capsys.readouterr().out
+    hours = [int(h) for h in text.split("[", 1)[1].split("]", 1)[0].split(",")]
+    assert len(hours) == 2 and all(
+        h >= 1 for h in hours
+    )  # the row at an attack's start is read before it acts
+    assert "attack hours" in text
+
+
 def test_the_files_read_back_with_their_windows(water: ModuleType, tmp_path: Path) -> None:
     water.generate(NET1, tmp_path, [5], train_hours=300, test_hours=700)
     frame = read_frame(tmp_path / "test_5.csv", label="ATT_FLAG")
