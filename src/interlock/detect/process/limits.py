@@ -118,8 +118,10 @@ class _LimitsRows(RowScorer):
     def __call__(self, row: FloatArray) -> float:
         active = self.always | (row[self.tag] == self.state)
         with np.errstate(invalid="ignore"):
-            over = np.maximum(row - self.high[active], self.low[active] - row)
-            self.last = np.where(over > 0, over / self.unit[active], 0.0).max(axis=0, initial=0.0)
+            over = np.maximum(row - self.high, self.low - row)
+        over[~active] = 0.0
+        # fmax: a NaN reading has no excess, as in batch (np.maximum would carry the NaN)
+        self.last = (np.fmax(over, 0.0) / self.unit).max(axis=0, initial=0.0)
         return float(self.last.max(initial=0.0))
 
     def blame(self) -> FloatArray:
