@@ -41,6 +41,8 @@ import numpy as np
 STEP_S = 300  # the PLCs' scan and EPANET's hydraulic step
 HOUR = 3600
 WARMUP_H = 48  # simulated, not written: tanks settle from the file's initial levels
+YEAR_H = 8760
+MIN_HOURS = 400
 # C-Town's pressure sensors as BATADAL lists them (suction and delivery of one pump per station)
 CTOWN_PRESSURES = (
     "J280",
@@ -77,7 +79,8 @@ class Attack:
     kind: ``thresholds`` (the PLC's levels for ``target``'s tank shifted by ``value`` m),
     ``plc_input`` (the PLC reads ``target`` tank as ``value`` m, or with ``offset`` added),
     ``actuator`` (link ``target`` forced to status ``value``; a pump's speed when 0 < value < 1).
-    ``conceal``: SCADA signals replayed from ``lag`` hours earlier while the attack lasts."""
+    ``conceal``: SCADA signals shown as they were in the ``lag`` hours before the attack, that
+    window over and over while it lasts."""
 
     kind: str
     target: str
@@ -132,12 +135,17 @@ class Plant:
             wn.remove_control(name)
         rng = np.random.default_rng(seed)
         total = hours + WARMUP_H + 24
+        # noise drawn for a year at least, whatever the run's length: a seed's demands are the
+        # same in a short run as in the first hours of a long one (``onsets`` reruns them)
+        horizon = max(total, YEAR_H + WARMUP_H + 24)
+        step = int(wn.options.time.pattern_timestep) or HOUR  # the file's step, before it is set to 1 h
         wn.options.time.duration = total * HOUR
         wn.options.time.hydraulic_timestep = STEP_S
         wn.options.time.pattern_timestep = HOUR
         wn.options.time.report_timestep = HOUR
         for name in wn.pattern_name_list:
-            wn.get_pattern(name).multipliers = _noisy(wn.get_pattern(name).multipliers, total, rng)
+            base = list(wn.get_pattern(name).multipliers)
+            wn.get_pattern(name).multipliers = _noisy(base, step, horizon, rng)
         self.tanks = sorted(wn.tank_name_list, key=_natural)
         self.pumps = sorted(wn.pump_name_list, key=_natural)
         controlled = {r.link for r in self.rules}
@@ -163,19 +171,20 @@ class Plant:
         return cols + [f"P_{j}" for j in self.pressures]
 
 
-def _noisy(base: Sequence[float], hours: int, rng: np.random.Generator) -> list[float]:
-    """The pattern repeated over ``hours`` with a slow seasonal swing, day-to-day drift (AR(1))
-    and hourly noise, as a demand that is never the same twice."""
-    base = np.asarray(base, dtype=float) if len(base) else np.ones(24)
+def _noisy(base: Sequence[float], step: int, hours: int, rng: np.random.Generator) -> list[float]:
+    """The pattern (one multiplier per ``step`` seconds) repeated hourly over ``hours`` with a
+    slow seasonal swing, day-to-day drift (AR(1)) and hourly noise: a demand never the same twice."""
+    pattern = np.asarray(base, dtype=float) if len(base) else np.ones(1)
     h = np.arange(hours)
-    season = 1 + 0.08 * np.sin(2 * np.pi * (h / 8760.0 + rng.uniform()))
+    season = 1 + 0.08 * np.sin(2 * np.pi * (h / float(YEAR_H) + rng.uniform()))
     days = hours // 24 + 1
     daily = np.empty(days)
     daily[0] = rng.normal(0, 0.05)
     for d in range(1, days):
         daily[d] = 0.8 * daily[d - 1] + rng.normal(0, 0.03)
     hourly = rng.normal(0, 0.04, hours)
-    return list(np.clip(base[h % len(base)] * season * (1 + daily[h // 24] + hourly), 0, None))
+    shape = pattern[(h * HOUR // step) % len(pattern)]
+    return list(np.clip(shape * season * (1 + daily[h // 24] + hourly), 0, None))
 
 
 def simulate(
@@ -215,7 +224,9 @@ def simulate(
                 for a in active:
                     for sig in a.conceal:
                         i = cols.index(sig)
-                        shown[i] = history[hour - a.lag][i] if hour - a.lag >= 0 else true[i]
+                        # the lag hours before the attack, over and over: never its own rows
+                        back = a.start - a.lag + (hour - a.start) % a.lag
+                        shown[i] = history[back][i] if back >= 0 else true[i]
                 rows.append(list(shown))
             seen = {tank: _level(en, EN, node[tank]) for tank in plant.tanks}
             levels = {(r.link, r.tank, r.below): r.level for r in plant.rules}
@@ -273,6 +284,8 @@ def random_attacks(
     strengths, 24-120 hours each, at least 100 hours apart, none in the first 150 hours. With
     ``effective``, each is drawn again (up to 30 times) until it moves the plant: forcing on a pump
     that runs anyway is no attack a detector could be asked to find."""
+    if plant.hours < MIN_HOURS:
+        raise SystemExit(f"{plant.hours} hours: a test file needs {MIN_HOURS} (150 before the first attack)")
     rng = np.random.default_rng(10_000 + seed)
     span = plant.hours - 150
     count = max(1, min(count, span // 250))
@@ -283,6 +296,8 @@ def random_attacks(
             attack = _draw(plant, rng, 150 + k * slot, slot)
             if effective is None or effective(attack):
                 break
+        else:
+            print(f"seed {seed}: attack {k + 1} kept though no draw of 30 moved the plant", file=sys.stderr)
         attacks.append(attack)
     return attacks
 
@@ -295,7 +310,10 @@ def _draw(plant: Plant, rng: np.random.Generator, first: int, slot: int) -> Atta
     offset = False
     if kind == "actuator":
         target = str(rng.choice(plant.pumps + plant.valves))
-        value = float(rng.choice([0.0, 1.0, round(float(rng.uniform(0.6, 0.9)), 2)]))
+        slowed = (
+            [round(float(rng.uniform(0.6, 0.9)), 2)] if target in plant.pumps else []
+        )  # a valve has no speed
+        value = float(rng.choice([0.0, 1.0, *slowed]))
         related = [target]
     else:
         target = str(rng.choice(tanks))
@@ -371,10 +389,20 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, Progress() as bar:
         work = Path(tmp)
-        task = bar.add_task("simulating", total=len(seeds) + (0 if (out / "train.csv").exists() else 1))
-        if not (out / "train.csv").exists():
+        # a train.csv made with other settings (PLC levels, length, network) is made again
+        made = json.dumps(
+            {"inp": inp.name, "hours": train_hours, "levels": sorted(map(str, (levels or {}).items()))}
+        )
+        fresh = (
+            (out / "train.csv").exists()
+            and (out / "train.json").exists()
+            and (out / "train.json").read_text() == made
+        )
+        task = bar.add_task("simulating", total=len(seeds) + (0 if fresh else 1))
+        if not fresh:
             plant = Plant(inp, train_hours, 0, work, levels)
             write_csv(out / "train.csv", plant, simulate(plant, [], work)[0], [], dt.datetime(2017, 1, 1))
+            (out / "train.json").write_text(made)
             bar.advance(task)
         for seed in seeds:
             plant = Plant(inp, test_hours, seed, work, levels)
@@ -403,7 +431,9 @@ def onsets(
         work = Path(tmp)
         for seed in seeds:
             attacks = [Attack(**a) for a in json.loads((folder / f"test_{seed}_attacks.json").read_text())]
-            plant = Plant(inp, max(a.end for a in attacks), seed, work, levels)
+            with (folder / f"test_{seed}.csv").open() as fh:
+                hours = sum(1 for _ in fh) - 1  # the file's own length: its plant, its demands
+            plant = Plant(inp, hours, seed, work, levels)
             normal = simulate(plant, [], work)[1]
             cols = plant.signals()
             tol = np.array(
