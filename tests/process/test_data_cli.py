@@ -169,7 +169,7 @@ def test_batadal_competition_test_set_the_unseen_attacks() -> None:
     assert out["merge_gap"] == 6
     assert out["f1"] == pytest.approx(0.931, abs=5e-4)
     assert out["batadal_s"] == pytest.approx(0.959, abs=5e-4)
-    # Each row's own alarm (the tenth session's figures).
+    # Each row's own alarm.
     result = CliRunner().invoke(main, [*args, "--json", "--merge-gap", "0"])
     out = json.loads(result.stdout)
     assert out["f1"] == pytest.approx(0.909, abs=5e-4)

@@ -41,6 +41,22 @@ def test_streaming_gives_the_batch_scores_from_the_first_row(name: str) -> None:
     assert (batch > det.threshold_).any()  # the comparison covers alarms, not only quiet rows
 
 
+def test_limits_streams_an_alarm_of_a_mode() -> None:
+    """A flow while its pump is off is in the flow's range, not in the pump's off state: the
+    row scorer must find it through the stacked modes, as batch does."""
+    from tests.process.test_limits import pumped_tank
+
+    train = pumped_tank(8000, 0)
+    x = pumped_tank(500, 1).values.copy()
+    off = np.flatnonzero(x[:, 2] == 0)[:5]
+    x[off, 1] = 30.0
+    test = Frame(train.tags, x)
+    det = detector_class("limits")().fit(train)
+    scores, live = streamed(det, test)
+    np.testing.assert_allclose(scores, det.score(test), rtol=1e-12, atol=0)
+    assert np.flatnonzero(scores > det.threshold_).tolist() == off.tolist()
+
+
 @pytest.mark.parametrize(
     "params",
     [

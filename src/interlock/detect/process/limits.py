@@ -4,10 +4,15 @@ The oldest check of process control (an alarm limit on each tag) still catches w
 members pass over: a PLC whose level thresholds were raised fills its tank on a normal curve,
 with normal pump flows and pressures, only higher than the tank ever stood. Every correlation
 and every law holds; the level is simply where it never was. Each tag's limits are its training
-minimum and maximum, widened on both sides by ``margin`` times its training range, and by at
-least one step of its resolution (a historian that rounds to 0.01 shows 2.99 as 3.00). A tag
-that never moved in training (a standby pump's flow) may move by one part in a million of its
-value. The score is the largest excess over a widened limit, in margins; any is an alarm.
+minimum and maximum, widened on both sides by the larger of ``margin`` times its training range
+and twice the farthest a held-out block of the training rows (``folds``) strays past the other
+blocks' range, and by at least one step of its resolution (a historian that rounds to 0.01
+shows 2.99 as 3.00). A tag whose held-out blocks leave the others' range more often than
+``rate`` has no settled range and is not watched (500 rows of Tennessee Eastman settle none).
+With ``modes``, each state of each on/off tag has ranges of its own (a flow while its pump is
+off). A tag that never moved in training (a standby pump's flow) may move by a millionth of its
+value (of 1 if it sat at 0). The score is the largest excess over a widened limit, counted in
+widenings; any is an alarm.
 
 Written by hand: a minimum and a maximum per column is one numpy call, and no library scores a
 row against its columns' ranges with a resolution floor.
@@ -16,6 +21,7 @@ row against its columns' ranges with a resolution floor.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +58,11 @@ class LimitsDetector(ProcessDetector):
         self.modes = modes
 
     def _fit(self, x: FloatArray) -> None:
+        with warnings.catch_warnings():  # a column all NaN (in a mode) is unwatched, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self._fit_ranges(x)
+
+    def _fit_ranges(self, x: FloatArray) -> None:
         if self.margin < 0 or self.folds < 0 or self.folds == 1:
             got = f"{self.margin}, {self.folds}"
             raise ValueError(f"limits: margin must be >= 0 and folds 0 or >= 2, not {got}")
@@ -154,12 +165,12 @@ def _held_out(x: FloatArray, folds: int) -> tuple[FloatArray, FloatArray]:
 
 def _steps(x: FloatArray) -> FloatArray:
     """Each column's resolution: the smallest gap between its distinct values (at 9 decimals,
-    past float noise); for a column with one value, a millionth of it."""
+    past float noise); for a column with one value, a millionth of it (of 1 if it is 0)."""
     out = np.empty(x.shape[1])
     for j in range(x.shape[1]):
         col = x[:, j]
         values = np.unique(np.round(col[np.isfinite(col)], 9))
         gaps = np.diff(values)
         top = float(np.abs(values).max(initial=0.0))
-        out[j] = float(gaps.min()) if gaps.size else 1e-6 * top
+        out[j] = float(gaps.min()) if gaps.size else 1e-6 * max(top, 1.0)
     return out
