@@ -53,6 +53,7 @@ def test_limits_streams_an_alarm_of_a_mode() -> None:
     test = Frame(train.tags, x)
     det = detector_class("limits")().fit(train)
     scores, live = streamed(det, test)
+    assert live._scorer is not None  # its own row scorer
     np.testing.assert_allclose(scores, det.score(test), rtol=1e-12, atol=0)
     assert np.flatnonzero(scores > det.threshold_).tolist() == off.tolist()
 
