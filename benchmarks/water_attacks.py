@@ -457,33 +457,60 @@ def onsets(
 
 
 def evaluate(folder: Path, seeds: Sequence[int], extra: Sequence[str]) -> None:
+    """``interlock eval process`` on each seed's file: its figures, their means, and by kind of
+    attack the time to detect and the share of rows alarmed; false alarms split between the 48
+    hours after an attack (the plant still off its course) and the rest."""
     keys = ("batadal_s", "f1", "precision", "recall", "etapr_f1")
     table = []
-    for seed in seeds:
-        test = folder / f"test_{seed}.csv"
-        cmd = [
-            sys.executable,
-            "-c",
-            "from interlock.cli import main; main()",
-            "eval",
-            "process",
-            str(folder / "train.csv"),
-            str(test),
-            "--label",
-            "ATT_FLAG",
-            "--windows",
-            str(folder / f"test_{seed}_attacks.csv"),
-            "--json",
-            *extra,
-        ]
-        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-        ttd = [a.get("time_to_detect") for a in res.get("attacks", [])]
-        table.append([res.get(k) for k in keys])
-        print(
-            f"seed {seed}: " + "  ".join(f"{k} {res.get(k, float('nan')):.3f}" for k in keys) + f"  ttd {ttd}"
-        )
+    kinds: dict[str, list[tuple[int, float]]] = {}
+    after = [0, 0]  # alarmed, rows: within 48 h after an attack
+    clean = [0, 0]  # alarmed, rows: the other normal rows
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            preds = Path(tmp) / f"p{seed}.csv"
+            cmd = [sys.executable, "-c", "from interlock.cli import main; main()", "eval", "process",
+                   str(folder / "train.csv"), str(folder / f"test_{seed}.csv"), "--label", "ATT_FLAG",
+                   "--windows", str(folder / f"test_{seed}_attacks.csv"), "--json",
+                   "--predictions", str(preds), *extra]  # fmt: skip
+            res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            ttd = [a.get("time_to_detect") for a in res.get("attacks", [])]
+            table.append([res.get(k) for k in keys])
+            figures = "  ".join(f"{k} {res.get(k, float('nan')):.3f}" for k in keys)
+            print(f"seed {seed}: {figures}  ttd {ttd}")
+            with preds.open() as fh:
+                alarm = np.array([int(row["alarm"]) for row in csv.DictReader(fh)], dtype=bool)
+            attacks = [Attack(**a) for a in json.loads((folder / f"test_{seed}_attacks.json").read_text())]
+            hit = np.zeros(len(alarm), dtype=bool)
+            later = np.zeros(len(alarm), dtype=bool)
+            for a, t in zip(attacks, ttd, strict=True):
+                hit[a.start : a.end] = True
+                later[a.end : a.end + 48] = True
+                kinds.setdefault(_kind(a), []).append((a.end - a.start if t is None else int(t),
+                                                      float(alarm[a.start : a.end].mean())))  # fmt: skip
+            later &= ~hit
+            rest = ~hit & ~later
+            after = [after[0] + int(alarm[later].sum()), after[1] + int(later.sum())]
+            clean = [clean[0] + int(alarm[rest].sum()), clean[1] + int(rest.sum())]
     mean = np.nanmean(np.asarray(table, dtype=float), axis=0)
     print("mean:    " + "  ".join(f"{k} {m:.3f}" for k, m in zip(keys, mean, strict=True)))
+    for kind in sorted(kinds):
+        ttds = np.array([t for t, _ in kinds[kind]])
+        shares = np.array([r for _, r in kinds[kind]])
+        print(f"{kind:24s} {len(ttds):3d} attacks  time to detect mean {ttds.mean():5.1f} h, "
+              f"median {np.median(ttds):4.1f}, over 10 h: {int((ttds > 10).sum())}  "
+              f"rows alarmed {shares.mean():.2f}")  # fmt: skip
+    print(f"false alarms: {after[0] / max(after[1], 1):.1%} of the 48 h after attacks, "
+          f"{clean[0] / max(clean[1], 1):.2%} of the other normal rows")  # fmt: skip
+
+
+def _kind(a: Attack) -> str:
+    """``thresholds``, ``plc_input/offset``, ``actuator/slow``, ... with ``/hidden`` when concealed."""
+    name = a.kind
+    if a.kind == "actuator":
+        name += "/off" if a.value == 0 else "/on" if a.value >= 1 else "/slow"
+    elif a.kind == "plc_input":
+        name += "/offset" if a.offset else "/level"
+    return name + ("/hidden" if a.conceal else "")
 
 
 def _natural(name: str) -> list[str | int]:

@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import importlib.util
 import itertools
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -142,6 +143,16 @@ def test_onsets_find_the_first_hour_the_plant_differs(water: ModuleType, tmp_pat
         h >= 1 for h in hours
     )  # the row at an attack's start is read before it acts
     assert "attack hours" in text
+
+
+def test_evaluate_prints_each_kind_of_attack(water: ModuleType, tmp_path: Path, capsys) -> None:
+    water.generate(NET1, tmp_path, [5], train_hours=1000, test_hours=700)
+    water.evaluate(tmp_path, [5], ["--merge-gap", "0"])
+    text = capsys.readouterr().out
+    attacks = [water.Attack(**a) for a in json.loads((tmp_path / "test_5_attacks.json").read_text())]
+    assert "seed 5: batadal_s" in text and "mean:" in text and "false alarms:" in text
+    for kind in {water._kind(a) for a in attacks}:
+        assert any(line.startswith(kind + " ") for line in text.splitlines())
 
 
 def test_the_files_read_back_with_their_windows(water: ModuleType, tmp_path: Path) -> None:
