@@ -91,6 +91,10 @@ class Attack:
     conceal: list[str] = field(default_factory=list)
     lag: int = 0
 
+    def __post_init__(self) -> None:
+        if self.conceal and self.lag < 1:  # the replayed window is the lag hours before the attack
+            raise ValueError(f"attack on {self.target}: hidden, so its lag must be at least 1 hour")
+
 
 def read_rules(inp: Path) -> list[Rule]:
     rules, section = [], ""
@@ -204,7 +208,6 @@ def simulate(
     node = {n: en.ENgetnodeindex(n) for n in plant.tanks + plant.pressures}
     link = {n: en.ENgetlinkindex(n) for n in plant.pumps + plant.valves}
     status = {n: en.ENgetlinkvalue(link[n], EN.INITSTATUS) > 0 for n in link}
-    forced: dict[str, float] = {}
     rows: list[list[float]] = []
     history: list[np.ndarray] = []  # the true hourly readings, for replays
     cols = plant.signals()
@@ -230,7 +233,7 @@ def simulate(
                 rows.append(list(shown))
             seen = {tank: _level(en, EN, node[tank]) for tank in plant.tanks}
             levels = {(r.link, r.tank, r.below): r.level for r in plant.rules}
-            forced.clear()
+            forced: dict[str, float] = {}
             for a in active:
                 if a.kind == "plc_input":
                     seen[a.target] = seen[a.target] + a.value if a.offset else a.value

@@ -100,6 +100,11 @@ def test_the_scada_is_shown_a_replay(water: ModuleType, tmp_path: Path) -> None:
     assert not np.array_equal(sig["L_2"][100:200], true["L_2"][100:200])
 
 
+def test_a_hidden_attack_needs_a_window_to_replay(water: ModuleType) -> None:
+    with pytest.raises(ValueError, match="lag must be at least 1 hour"):
+        water.Attack("plc_input", "2", 100, 200, 145.0, conceal=["L_2"], lag=0)
+
+
 def test_seeds_give_different_demands_and_attacks(water: ModuleType, tmp_path: Path) -> None:
     plant = water.Plant(NET1, 2089, 3, tmp_path)
     a3, a4 = water.random_attacks(plant, 3), water.random_attacks(plant, 4)
