@@ -27,6 +27,7 @@ _CLASSES = {
     "ControlDetector": ("control", "control"),
     "FrozenDetector": ("frozen", "frozen"),
     "LimitsDetector": ("limits", "limits"),
+    "SwitchesDetector": ("switches", "switches"),
     "InnovationDetector": ("innovation", "innovation"),
     "EnsembleDetector": ("ensemble", "ensemble"),
 }
@@ -76,6 +77,7 @@ __all__ = [
     "ProcessDetector",
     "ReplayDetector",
     "ResidualDetector",
+    "SwitchesDetector",
     "detector_class",
     "read_frame",
     "read_training",

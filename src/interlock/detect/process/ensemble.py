@@ -16,7 +16,9 @@ charts), ``control`` (the PLC's switching logic and the pumps' operating ranges)
 ``frozen`` (a stuck valve or a held sensor value), ``innovation`` (a controller or valve
 breaking its own law while every tag stays in range) and, since the twelfth session, ``limits``
 (a tag where it never was in training, overall or in the state of an on/off tag: a tank filled
-past a PLC level that was raised, every law intact). The two charting members forget a loud
+past a PLC level that was raised, every law intact) and, since the thirteenth, ``switches`` (a
+pump switched at a tank level it never switched at: a PLC level lowered, every reading in
+range). The two charting members forget a loud
 deviation once it has ended, after a raw alarm episode that peaked at twice its limit: ``cva``'s
 filters start again from the training mean (``restart=2``, ``forget=1``), ``innovation``'s charts
 are clipped to the lower of their alarm's edge and where they would stand had the episode's
@@ -28,9 +30,10 @@ a remembering chart goes on alarming about (BATADAL's false alarms were those ho
 (``var_ewma``) was in the default from the fifth to the ninth session; forgetting, it added 0.03
 points on TEP, alarmed at the start of files (its held-out limits, from erased charts, fell
 threefold) and cost BATADAL's F1, so it left.
-Every member gets the ensemble's ``quantile``; ``replay``, ``frozen`` and ``limits`` keep theirs
-(an exact repeat, a tag frozen past anything seen in normal data, a tag past its widened
-training range, is never normal).
+Every member gets the ensemble's ``quantile``; ``replay``, ``frozen``, ``limits`` and
+``switches`` keep theirs (an exact repeat, a tag frozen past anything seen in normal data, a tag
+past its widened training range, a switch past the widened levels of every training switch, is
+never normal).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class EnsembleDetector(ProcessDetector):
         self,
         members: str = (
             "replay+cva(ewma=0.2,keep_raw=1,restart=2,forget=1)+control+frozen+innovation(excise=1,confirm=2)"
-            "+limits"
+            "+limits+switches"
         ),
         quantile: float = 0.99,
         smooth: int = 1,
