@@ -79,10 +79,14 @@ class SwitchesDetector(ProcessDetector):
 
     def _rules(self, x: FloatArray) -> list[Rule]:
         onoff = [j for j in range(x.shape[1]) if len(_values(x[:, j])) == 2]
+        # per column once (a WADI-sized plant has dozens of on/off tags): can it drive, and the
+        # span its level is measured against
+        able = [c for c in range(x.shape[1]) if c not in onoff and _varies(x[:, c])]
+        spans = {c: float(np.subtract(*np.nanpercentile(x[:, c], [99.5, 0.5]))) for c in able}
         rules = []
         for j in onoff:
             lo, hi = _values(x[:, j])
-            drivers = [c for c in range(x.shape[1]) if c not in onoff and _can_drive(x[:, c], x[:, j])]
+            drivers = [c for c in able if spans[c] > 0 and not _mirrors(x[:, c], x[:, j])]
             for before, after in ((lo, hi), (hi, lo)):
                 t = _switches(x[:, j], before, after)
                 if len(t) < self.events:
@@ -91,10 +95,9 @@ class SwitchesDetector(ProcessDetector):
                 for c in drivers:
                     level = _bend(x[:, c], t)
                     level = level[np.isfinite(level)]
-                    q = np.nanpercentile(x[:, c], [0.5, 99.5])
-                    if len(level) < self.events or q[1] <= q[0]:
+                    if len(level) < self.events:
                         continue
-                    share = float((level.max() - level.min()) / (q[1] - q[0]))
+                    share = float((level.max() - level.min()) / spans[c])
                     if best is None or share < best[0]:
                         best = (share, c, level)
                 if best is None or best[0] > self.spread or self._unsettled(best[2]):
@@ -204,15 +207,17 @@ def _values(col: FloatArray) -> FloatArray:
     return np.unique(col[np.isfinite(col)])
 
 
-def _can_drive(col: FloatArray, state: FloatArray) -> bool:
-    """A driver varies (over 20 values, none in a fifth of the rows) and does not mirror the
-    switched tag (its own flow: absolute correlation 0.9 or more)."""
+def _varies(col: FloatArray) -> bool:
+    """A driver varies: over 20 values, none in a fifth of the rows."""
     values, counts = np.unique(col[np.isfinite(col)], return_counts=True)
-    if len(values) <= 20 or counts.max() >= 0.2 * len(col):
-        return False
+    return bool(len(values) > 20 and counts.max() < 0.2 * len(col))
+
+
+def _mirrors(col: FloatArray, state: FloatArray) -> bool:
+    """Whether ``col`` mirrors the switched tag (its own flow: absolute correlation 0.9 or more)."""
     ok = np.isfinite(col) & np.isfinite(state)
     r = np.corrcoef(col[ok], state[ok])[0, 1]
-    return bool(np.isfinite(r) and abs(r) < 0.9)
+    return not bool(np.isfinite(r) and abs(r) < 0.9)
 
 
 def _switches(state: FloatArray, before: float, after: float) -> npt.NDArray[np.intp]:
