@@ -30,7 +30,7 @@ def attacked_tank() -> tuple[Frame, Frame]:
     return train, Frame(test.tags, x)
 
 
-@pytest.mark.parametrize("name", ["frozen", "replay", "control", "cva", "limits", "ensemble"])
+@pytest.mark.parametrize("name", ["frozen", "replay", "control", "cva", "limits", "switches", "ensemble"])
 def test_streaming_gives_the_batch_scores_from_the_first_row(name: str) -> None:
     train, test = attacked_tank()
     det = detector_class(name)().fit(train)

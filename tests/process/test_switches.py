@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from interlock.detect.process import Frame, SwitchesDetector
 from interlock.detect.process.stream import RowByRow
@@ -99,3 +100,48 @@ def test_the_default_ensemble_has_a_switches_member() -> None:
     lowered = plc_tank(500, 2, stop=4.5)
     first = int(_switches(lowered.values[:, 2], 1.0, 0.0)[0]) + 1
     assert ens._ratios(lowered)[first, names.index("switches")] > 1  # the member itself alarms
+
+
+def test_a_missing_reading_is_no_switch_level() -> None:
+    train = plc_tank(6000, 0)
+    det = SwitchesDetector().fit(train)
+    test = plc_tank(2000, 1)
+    x = test.values.copy()
+    stops = _switches(x[:, 2], 1.0, 0.0)
+    x[stops, 0] = np.nan  # the level unread at every stop: no level there, so no alarm
+    assert not det.predict(Frame(test.tags, x)).any()
+    # nor does a training year with gaps at its switches widen the limits
+    y = train.values.copy()
+    y[_switches(y[:, 2], 1.0, 0.0)[::4], 0] = np.nan
+    gappy = SwitchesDetector().fit(Frame(train.tags, y))
+    assert [(r.low, r.high) for r in gappy.rules_] == pytest.approx(
+        [(r.low, r.high) for r in det.rules_], abs=0.05
+    )
+
+
+def test_separate_training_runs_make_no_switch_between_them() -> None:
+    a, b = plc_tank(3000, 0), plc_tank(3000, 4)
+    on = np.flatnonzero(a.values[:, 2] == 1)
+    end = int(on[on > 2500][0]) + 3  # the first run ends with the pump on three rows
+    first = a.values[:end]
+    start = int(np.flatnonzero(b.values[:, 2] == 0)[5])  # the second starts with it off
+    second = b.values[start:]
+    x = np.vstack([first, second])
+    runs = np.r_[np.zeros(len(first), np.int64), np.ones(len(second), np.int64)]
+    joined = SwitchesDetector().fit(Frame(a.tags, x, runs=runs))
+    seen = {(joined.tags_[r.switched], r.after): r.seen for r in joined.rules_}
+    assert seen[("S_P", 0.0)][0] > 4.8  # no stop "at" the level where the first run ended
+
+
+def test_a_switch_score_and_blame_use_no_later_row() -> None:
+    det = SwitchesDetector().fit(plc_tank(6000, 0))
+    test = plc_tank(300, 3, stop=4.4)
+    full = det.score(test)
+    alarms = np.flatnonzero(full > det.threshold_)
+    assert alarms.size
+    for row in alarms[:5]:
+        prefix = Frame(test.tags, test.values[: row + 1])
+        assert det.score(prefix)[row] == full[row]
+        np.testing.assert_array_equal(
+            det._blame(prefix.values, np.array([row])), det._blame(test.values, np.array([row]))
+        )

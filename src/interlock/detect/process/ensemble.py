@@ -73,7 +73,7 @@ class EnsembleDetector(ProcessDetector):
                 raise ValueError(f"ensemble member {name!r}: choose among {', '.join(NAMES)}")
             cls = detector_class(name)
             kwargs: dict[str, Any] = {"smooth": self.smooth}
-            if cls().quantile < 1.0:  # replay, frozen: any finding alarms, whatever the quantile
+            if cls().quantile < 1.0:  # replay, frozen, limits, switches keep theirs (1: any finding)
                 kwargs["quantile"] = self.quantile
             kwargs.update(_member_params(item.strip(), args, cls().get_params()))
             out.append(cls(**kwargs))

@@ -11,13 +11,16 @@ pump's stop level comes out within 0.1-0.3 m over a year of switches, where the 
 switch spreads over 0.6-1.2 m.
 
 For each on/off tag (two values) and each direction, the driver is the tag whose level at the
-bend spans the least of its own range over the training switches (at most ``spread`` of it, from
-``events`` switches on; a tag at one value in a fifth of the rows, or mirroring the switched tag,
-drives nothing). Its limits are the training minimum and maximum widened on both sides by
-``widen`` times their distance. A switch held two rows on either side is scored at its second row
-in the new state (its slope needs it): the distance past a limit, in widenings; any is an alarm.
-A rule whose held-out switches (``folds`` blocks, each against the others' limits) fall outside
-more often than ``rate`` is dropped. The blame names the switched tag and its driver.
+bend spans the least of its 0.5-99.5 percentile span over the training switches (at most
+``spread`` of it, from ``events`` switches on; a driver takes over 20 values, none of them in a
+fifth of the rows, and does not mirror the switched tag: absolute correlation under 0.9). Its
+limits are the training minimum and maximum widened on both sides by ``widen`` times their
+distance (at least a thousandth of the span). A switch held two rows on either side is scored at
+its second row in the new state (its slope needs it): the distance past a limit, in widenings;
+any is an alarm. With ``2 * folds`` switches or more, a rule whose held-out switches (``folds``
+blocks, each against the others' limits) fall outside more often than ``rate`` is dropped. A
+switch needs its four rows in one run of the training data (files of several runs) and a
+reading of the driver in each. The blame names the switched tag and its driver.
 
 Written by hand: no library places a PLC's switching levels from sampled data.
 """
@@ -31,7 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from interlock.detect.process.base import FloatArray, ProcessDetector, RowScorer
+from interlock.detect.process.base import FloatArray, Frame, ProcessDetector, RowScorer
+
+_CAP = 1e12  # an excess past this (a 1e308 glitch) counts as this, in batch and stream alike
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,18 @@ class SwitchesDetector(ProcessDetector):
         self.folds = folds
         self.rate = rate
 
+    def fit(self, train: Frame) -> SwitchesDetector:
+        # Several runs in the training data (HAI's train1..train4): a pump on at the end of one
+        # file and off at the start of the next is no switch.
+        self.runs_ = train.runs
+        super().fit(train)
+        del self.runs_
+        return self
+
     def _fit(self, x: FloatArray) -> None:
-        if self.spread <= 0 or self.widen < 0 or self.events < 2:
+        if self.spread <= 0 or self.widen <= 0 or self.events < 2:
             raise ValueError(
-                f"switches: spread must be > 0, widen >= 0 and events >= 2, not "
+                f"switches: spread and widen must be > 0 and events >= 2, not "
                 f"{self.spread}, {self.widen}, {self.events}"
             )
         with warnings.catch_warnings():  # a constant column has no correlation: not a driver
@@ -89,6 +102,9 @@ class SwitchesDetector(ProcessDetector):
             drivers = [c for c in able if spans[c] > 0 and not _mirrors(x[:, c], x[:, j])]
             for before, after in ((lo, hi), (hi, lo)):
                 t = _switches(x[:, j], before, after)
+                runs = getattr(self, "runs_", None)
+                if runs is not None:
+                    t = t[runs[t - 2] == runs[t + 1]]
                 if len(t) < self.events:
                     continue
                 best: tuple[float, int, FloatArray] | None = None
@@ -104,7 +120,7 @@ class SwitchesDetector(ProcessDetector):
                     continue
                 _, c, level = best
                 low, high = float(level.min()), float(level.max())
-                width = max(self.widen * (high - low), 1e-9)
+                width = max(self.widen * (high - low), 1e-3 * spans[c])
                 rules.append(
                     Rule(j, float(before), float(after), c, low - width, high + width, width, (low, high))
                 )
@@ -135,7 +151,7 @@ class SwitchesDetector(ProcessDetector):
             level = _bend(x[:, rule.driver], t)
             with np.errstate(invalid="ignore"):
                 over = np.fmax(np.maximum(level - rule.high, rule.low - level), 0.0) / rule.unit
-            out.append((rule, t + 1, np.nan_to_num(over)))
+            out.append((rule, t + 1, np.nan_to_num(over, nan=0.0, posinf=_CAP)))
         return out
 
     def _score(self, x: FloatArray) -> FloatArray:
@@ -193,7 +209,7 @@ class _SwitchesRows(RowScorer):
             level = _bend(np.array([a[k], b[k], c[k], d[k]]), np.array([2]))[0]
             over = max(level - r.high, r.low - level)
             if over > 0:  # False for NaN, as fmax in batch
-                excess = over / r.unit
+                excess = min(over / r.unit, _CAP)
                 score = max(score, excess)
                 for col in (j, k):
                     self.last[col] = max(self.last[col], excess)
@@ -231,13 +247,21 @@ def _switches(state: FloatArray, before: float, after: float) -> npt.NDArray[np.
 
 
 def _bend(level: FloatArray, t: npt.NDArray[np.intp]) -> FloatArray:
-    """The level where the line through rows t - 2, t - 1 meets the line through t, t + 1
-    (the switch between t - 1 and t), kept between the two samples around it."""
-    slope_before = level[t - 1] - level[t - 2]
-    slope_after = level[t + 1] - level[t]
-    bend = slope_before - slope_after
-    with np.errstate(divide="ignore", invalid="ignore"):
+    """The level where the line through rows t - 2, t - 1 meets the line through t, t + 1 (the
+    switch between t - 1 and t), the switch's moment kept within the row before it (the level
+    there may lie past both samples: a tank that rose then fell); NaN without all four readings."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        slope_before = level[t - 1] - level[t - 2]
+        slope_after = level[t + 1] - level[t]
+        bend = slope_before - slope_after
         # the fraction of the row before the switch: level[t] = level[t-1] + f*before + (1-f)*after
         f = np.clip((level[t] - level[t - 1] - slope_after) / bend, 0.0, 1.0)
-    f = np.where(np.abs(bend) > 1e-12, f, 0.5)  # no bend: the middle of the row
-    return np.asarray(level[t - 1] + f * slope_before, dtype=np.float64)
+        f = np.where(np.abs(bend) > 1e-12, f, 0.5)  # no bend: the middle of the row
+        out = level[t - 1] + f * slope_before
+    whole = (
+        np.isfinite(level[t - 2])
+        & np.isfinite(level[t - 1])
+        & np.isfinite(level[t])
+        & np.isfinite(level[t + 1])
+    )
+    return np.asarray(np.where(whole, out, np.nan), dtype=np.float64)
