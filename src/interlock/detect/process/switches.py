@@ -6,9 +6,9 @@ reading in range and every law intact; only the levels at which the pump switche
 hourly historian smears them: a tank filling 0.6 m an hour stands anywhere in that span at the
 sample after the switch. Between the samples around a switch the level is a straight line that
 bends once, at the switch, so the slope before it (two rows in the old state) and the slope
-after it (two rows in the new state) place the bend, and the level there: on BATADAL's C-Town a
-pump's stop level comes out within 0.1-0.3 m over a year of switches, where the sample after the
-switch spreads over 0.6-1.2 m.
+after it (two rows in the new state) place the bend, and the level there: on a simulated year of
+BATADAL's C-Town, PU4's stop level (5.3 m) comes out at 5.27-5.44 m over 730 switches, where the
+sample after the switch spans 4.93-5.38 m (1st to 99th percentile).
 
 For each on/off tag (two values) and each direction, the driver is the tag whose level at the
 bend spans the least of its 0.5-99.5 percentile span over the training switches (at most
