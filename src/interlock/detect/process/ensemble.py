@@ -14,9 +14,9 @@ brackets if need be, so it can be set from the command line
 kind of trace: ``replay`` (concealment), ``cva`` (the process dynamics: raw and EWMA
 charts), ``control`` (the PLC's switching logic and the pumps' operating ranges),
 ``frozen`` (a stuck valve or a held sensor value), ``innovation`` (a controller or valve
-breaking its own law while every tag stays in range) and, since the twelfth session, ``limits``
+breaking its own law while every tag stays in range), since the twelfth session ``limits``
 (a tag where it never was in training, overall or in the state of an on/off tag: a tank filled
-past a PLC level that was raised, every law intact) and, since the thirteenth, ``switches`` (a
+past a PLC level that was raised, every law intact) and since the thirteenth ``switches`` (a
 pump switched at a tank level it never switched at: a PLC level lowered, every reading in
 range). The two charting members forget a loud
 deviation once it has ended, after a raw alarm episode that peaked at twice its limit: ``cva``'s
