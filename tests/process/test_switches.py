@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from interlock.detect.process import Frame, SwitchesDetector
 from interlock.detect.process.stream import RowByRow
-from interlock.detect.process.switches import _bend, _switches
+from interlock.detect.process.switches import _bend, _bend_one, _switches
 
 
 def plc_tank(hours: int, seed: int, start: float = 2.0, stop: float = 5.0) -> Frame:
@@ -145,3 +147,12 @@ def test_a_switch_score_and_blame_use_no_later_row() -> None:
         np.testing.assert_array_equal(
             det._blame(prefix.values, np.array([row])), det._blame(test.values, np.array([row]))
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=4, max_size=4))
+def test_one_switch_in_floats_is_the_numpy_bend(four: list[float]) -> None:
+    # the row scorer's scalar bend must be the batch's to the bit, whatever the readings
+    expected = _bend(np.array(four), np.array([2]))[0]
+    got = _bend_one(*four)
+    assert (np.isnan(expected) and np.isnan(got)) or expected == got

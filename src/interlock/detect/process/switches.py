@@ -28,6 +28,7 @@ Written by hand: no library places a PLC's switching levels from sampled data.
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -206,7 +207,7 @@ class _SwitchesRows(RowScorer):
             if not (a[j] == b[j] == r.before and c[j] == d[j] == r.after):
                 continue
             k = r.driver
-            level = _bend(np.array([a[k], b[k], c[k], d[k]]), np.array([2]))[0]
+            level = _bend_one(a[k], b[k], c[k], d[k])
             over = max(level - r.high, r.low - level)
             if over > 0:  # False for NaN, as fmax in batch
                 excess = min(over / r.unit, _CAP)
@@ -265,3 +266,14 @@ def _bend(level: FloatArray, t: npt.NDArray[np.intp]) -> FloatArray:
         & np.isfinite(level[t + 1])
     )
     return np.asarray(np.where(whole, out, np.nan), dtype=np.float64)
+
+
+def _bend_one(a: float, b: float, c: float, d: float) -> float:
+    """``_bend`` of one switch (rows t - 2 .. t + 1), in Python floats: the same operations in
+    the same order, so the same double; numpy on four values costs more than the sum."""
+    if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c) and math.isfinite(d)):
+        return math.nan
+    slope_before, slope_after = b - a, d - c
+    bend = slope_before - slope_after
+    f = min(max((c - b - slope_after) / bend, 0.0), 1.0) if abs(bend) > 1e-12 else 0.5
+    return b + f * slope_before
