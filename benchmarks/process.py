@@ -76,7 +76,8 @@ def streaming(shared: Path) -> list[tuple[str, int, float, float]]:
         "cva": {"ewma": 0.2, "keep_raw": True, "restart": 2.0, "forget": True},
         "innovation": {"forget": True},
     }
-    for name in ("hst", "pca", "residual", "cva", "frozen", "replay", "control", "innovation", "ensemble"):
+    members = ("cva", "frozen", "replay", "control", "innovation", "limits", "switches")
+    for name in ("hst", "pca", "residual", *members, "ensemble"):
         det = HalfSpaceTreesDetector() if name == "hst" else DETECTORS[name](**member.get(name, {}))
         det.fit(train)
         t0 = time.perf_counter()
