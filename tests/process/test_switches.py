@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -156,3 +158,31 @@ def test_one_switch_in_floats_is_the_numpy_bend(four: list[float]) -> None:
     expected = _bend(np.array(four), np.array([2]))[0]
     got = _bend_one(*four)
     assert (np.isnan(expected) and np.isnan(got)) or expected == got
+
+
+def test_eval_process_json_lists_the_switching_rules(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from interlock.cli import main
+
+    def write(frame: Frame, path: Path, attacked: bool) -> None:
+        label = np.zeros(len(frame), dtype=int)
+        if attacked:
+            label[len(frame) // 2 :] = 1
+        rows = np.column_stack([frame.values, label])
+        np.savetxt(
+            path, rows, delimiter=",", header=",".join([*frame.tags, "attack"]), comments="", fmt="%.6g"
+        )
+
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    write(plc_tank(3000, 0), train, False)
+    normal, lowered = plc_tank(300, 1), plc_tank(300, 2, stop=4.5)
+    write(Frame(normal.tags, np.vstack([normal.values, lowered.values])), test, True)
+    args = ["eval", "process", str(train), str(test), "--label", "attack", "--detector", "switches", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert any(rule.startswith("S_P 1->0 with L_T at") for rule in out["switches"])
+    assert out["attacks"][0]["detected_at"] is not None

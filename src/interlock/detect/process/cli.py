@@ -311,8 +311,9 @@ def _as_dict(
         "etapr_recall": eta.recall if eta else None,
         "vus_pr": vus,
         "vus_max_buffer": MAX_BUFFER,
-        # The readable list of what the invariant detector mined (other detectors: absent).
-        **({"invariants": det.describe()} if hasattr(det, "describe") else {}),
+        # The readable rules a detector learned, under its name: the invariants mined, the
+        # switching levels of each pump (other detectors: absent).
+        **({det.name: det.describe()} if hasattr(det, "describe") else {}),
         "attacks": [
             {
                 "start": e.start,
@@ -454,8 +455,9 @@ def _tep(det: ProcessDetector, train: Frame, folder: Path, merge_gap: int, as_js
             "merge_gap": merge_gap,
             "mean_etapr_f1": mean_eta, "mean_vus_pr": mean_vus, "false_alarm_rate": far,
             "vus_max_buffer": MAX_BUFFER,
-        # The readable list of what the invariant detector mined (other detectors: absent).
-        **({"invariants": det.describe()} if hasattr(det, "describe") else {}),
+        # The readable rules a detector learned, under its name: the invariants mined, the
+        # switching levels of each pump (other detectors: absent).
+        **({det.name: det.describe()} if hasattr(det, "describe") else {}),
         }))  # fmt: skip
         return
     click.echo(f"detector {det!r}  trained on {len(train)} normal rows")
