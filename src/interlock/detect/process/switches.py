@@ -92,18 +92,19 @@ class SwitchesDetector(ProcessDetector):
             self.rules_ = self._rules(x)
 
     def _rules(self, x: FloatArray) -> list[Rule]:
-        onoff = [j for j in range(x.shape[1]) if len(_values(x[:, j])) == 2]
+        states = {j: v for j in range(x.shape[1]) if len(v := _values(x[:, j])) == 2}
+        onoff = list(states)
+        runs = getattr(self, "runs_", None)  # set by fit for the length of the call
         # per column once (a WADI-sized plant has dozens of on/off tags): can it drive, and the
         # span its level is measured against
         able = [c for c in range(x.shape[1]) if c not in onoff and _varies(x[:, c])]
         spans = {c: float(np.subtract(*np.nanpercentile(x[:, c], [99.5, 0.5]))) for c in able}
         rules = []
         for j in onoff:
-            lo, hi = _values(x[:, j])
+            lo, hi = states[j]
             drivers = [c for c in able if spans[c] > 0 and not _mirrors(x[:, c], x[:, j])]
             for before, after in ((lo, hi), (hi, lo)):
                 t = _switches(x[:, j], before, after)
-                runs = getattr(self, "runs_", None)
                 if runs is not None:
                     t = t[runs[t - 2] == runs[t + 1]]
                 if len(t) < self.events:
@@ -191,13 +192,15 @@ class _SwitchesRows(RowScorer):
         self.rules = rules
         self.tags = tags
         self.rows: list[list[float]] = []
-        self.last = np.zeros(tags)
+        self.none = np.zeros(tags)
+        self.none.flags.writeable = False  # the blame of a row without an alarm, shared
+        self.last = self.none
 
     def __call__(self, row: FloatArray) -> float:
         self.rows.append(row.tolist())
         if len(self.rows) > 4:
             del self.rows[0]
-        self.last = np.zeros(self.tags)
+        self.last = self.none  # a new array only for a row that alarms: blames handed out stay
         if len(self.rows) < 4:
             return 0.0
         a, b, c, d = self.rows  # t - 2, t - 1, t (the switch), t + 1 (this row)
@@ -212,6 +215,8 @@ class _SwitchesRows(RowScorer):
             if over > 0:  # False for NaN, as fmax in batch
                 excess = min(over / r.unit, _CAP)
                 score = max(score, excess)
+                if self.last is self.none:
+                    self.last = np.zeros(self.tags)
                 for col in (j, k):
                     self.last[col] = max(self.last[col], excess)
         return score
